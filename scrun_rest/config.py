@@ -1,0 +1,173 @@
+"""scrun-rest.conf: slurm.conf-style settings plus the few environment overrides.
+
+podman hands the runtime almost no environment, so everything a user needs
+must be expressible in the file; the environment only overrides it.
+"""
+import os
+import shlex
+
+from .errors import UserError
+
+# Keys we know, in their canonical spelling. Lookups are case-insensitive like
+# slurm.conf, but an unknown key is an error so typos do not pass silently.
+KNOWN_KEYS = (
+    # slurmrestd and authentication
+    "RestUrl", "RestCaFile", "RestTimeout", "JwtFile", "JwtCommand",
+    "JwtKeyFile", "JwtLifespan", "JwtUser",
+    # the tunnel between anchor and agent
+    "TunnelHost", "TunnelPortRange", "TunnelTls", "TunnelHeartbeat",
+    # submit-side behaviour
+    "LuaScript", "CreateTimeout", "AgentPython", "JobOutput",
+    # oci.conf(5) keys for the compute side
+    "RunTimeRun", "RunTimeCreate", "RunTimeStart", "RunTimeQuery",
+    "RunTimeKill", "RunTimeDelete", "RunTimeEnvExclude", "EnvExclude",
+    "CreateEnvFile", "IgnoreFileConfigJson", "DisableHooks",
+    "DisableCleanup", "MountSpoolDir", "ContainerPath", "SrunPath",
+    "SrunArgs", "StdIODebug", "SyslogDebug", "FileDebug",
+)
+_CANONICAL = {k.lower(): k for k in KNOWN_KEYS}
+
+DEFAULTS = {
+    "RestTimeout": "30",
+    "JwtLifespan": "86400",
+    "TunnelPortRange": "",
+    "TunnelTls": "no",
+    "TunnelHeartbeat": "5",
+    "LuaScript": "/etc/slurm/scrun.lua",
+    "CreateTimeout": "200",
+    "AgentPython": "python3",
+    "JobOutput": "/dev/null",
+    # runc --rootless keeps its state in the user's runtime dir on the node;
+    # %n.%u.%j.%s.%t names each task's container uniquely.
+    "RunTimeRun": "runc --rootless=true --root=/run/user/%U/ run %n.%u.%j.%s.%t -b %b",
+    "RunTimeKill": "runc --rootless=true --root=/run/user/%U/ kill -a %n.%u.%j.%s.%t",
+    "RunTimeDelete": "runc --rootless=true --root=/run/user/%U/ delete --force %n.%u.%j.%s.%t",
+    "SrunPath": "srun",
+}
+
+# The oci.conf keys travel to the agent, which lets the node's own
+# /etc/slurm/oci.conf override them.
+OCI_CONF_KEYS = tuple(KNOWN_KEYS[KNOWN_KEYS.index("RunTimeRun"):])
+
+SYSTEM_CONF = "/etc/scrun-rest/scrun-rest.conf"
+
+
+def real_uid():
+    """The caller's uid outside rootless podman's user namespace."""
+    value = os.environ.get("_CONTAINERS_ROOTLESS_UID")
+    return int(value) if value and value.isdigit() else os.getuid()
+
+
+def config_path(environ=None):
+    env = os.environ if environ is None else environ
+    if env.get("SCRUN_REST_CONF"):
+        return env["SCRUN_REST_CONF"]
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".config")
+    user_conf = os.path.join(xdg, "scrun-rest", "scrun-rest.conf")
+    if os.path.exists(user_conf):
+        return user_conf
+    return SYSTEM_CONF
+
+
+def parse_conf_text(text, source="<config>"):
+    """Parse Key=Value lines; values may be quoted as in slurm.conf."""
+    values = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise UserError("%s:%d: expected Key=Value, got %r" % (source, lineno, line[:80]))
+        key, value = line.split("=", 1)
+        canonical = _CANONICAL.get(key.strip().lower())
+        if canonical is None:
+            raise UserError("%s:%d: unknown setting %r" % (source, lineno, key.strip()))
+        values[canonical] = _unquote(value.strip(), source, lineno)
+    return values
+
+
+def _unquote(value, source, lineno):
+    if value[:1] in ("'", '"'):
+        try:
+            parts = shlex.split(value)
+        except ValueError as exc:
+            raise UserError("%s:%d: %s" % (source, lineno, exc))
+        if len(parts) != 1:
+            raise UserError("%s:%d: text after the quoted value" % (source, lineno))
+        return parts[0]
+    # An unquoted value ends at an inline comment.
+    return value.split(" #", 1)[0].strip()
+
+
+class Config:
+    """Settings from the file, the defaults and the environment overrides."""
+
+    def __init__(self, values=None, path=None, environ=None):
+        self.path = path
+        self._values = dict(DEFAULTS)
+        self._values.update(values or {})
+        env = os.environ if environ is None else environ
+        if env.get("SCRUN_REST_URL"):
+            self._values["RestUrl"] = env["SCRUN_REST_URL"]
+
+    @classmethod
+    def load(cls, path=None, environ=None):
+        path = path or config_path(environ)
+        values = {}
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values = parse_conf_text(handle.read(), path)
+        except FileNotFoundError:
+            if path != SYSTEM_CONF:
+                raise UserError("config file %s does not exist" % path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError("cannot read config file %s: %s" % (path, exc))
+        return cls(values, path, environ)
+
+    def get(self, key, default=None):
+        value = self._values.get(_CANONICAL.get(key.lower(), key))
+        return default if value in (None, "") else value
+
+    def require(self, key):
+        value = self.get(key)
+        if value is None:
+            raise UserError("%s is not set in %s" % (key, self.path or SYSTEM_CONF))
+        return value
+
+    def get_int(self, key, minimum=None):
+        value = self.get(key)
+        if value is None:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            raise UserError("%s=%s is not a whole number" % (key, value))
+        if minimum is not None and number < minimum:
+            raise UserError("%s=%s is below %d" % (key, value, minimum))
+        return number
+
+    def get_bool(self, key):
+        value = (self.get(key) or "no").lower()
+        if value in ("yes", "true", "1", "on"):
+            return True
+        if value in ("no", "false", "0", "off"):
+            return False
+        raise UserError("%s=%s is not yes or no" % (key, value))
+
+    def port_range(self):
+        """TunnelPortRange as (low, high); (0, 0) lets the kernel choose."""
+        text = self.get("TunnelPortRange")
+        if not text:
+            return (0, 0)
+        low, _, high = text.partition("-")
+        try:
+            low, high = int(low), int(high or low)
+        except ValueError:
+            raise UserError("TunnelPortRange=%s is not LOW-HIGH" % text)
+        if not 0 < low <= high < 65536:
+            raise UserError("TunnelPortRange=%s is outside 1-65535" % text)
+        return (low, high)
+
+    def oci_settings(self):
+        return {k: self._values[k] for k in OCI_CONF_KEYS if self._values.get(k)}
