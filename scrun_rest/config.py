@@ -59,14 +59,17 @@ def real_uid():
 
 
 def config_path(environ=None):
+    """$SCRUN_REST_CONF, else the first existing of $XDG_CONFIG_HOME/scrun-rest/,
+    ~/.config/scrun-rest/ (scrun-rest.conf in each), else the system file."""
     env = os.environ if environ is None else environ
     if env.get("SCRUN_REST_CONF"):
         return env["SCRUN_REST_CONF"]
-    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".config")
-    user_conf = os.path.join(xdg, "scrun-rest", "scrun-rest.conf")
-    if os.path.exists(user_conf):
-        return user_conf
+    home = env.get("HOME") or os.path.expanduser("~")
+    for base in (env.get("XDG_CONFIG_HOME"), os.path.join(home, ".config")):
+        if base:
+            user_conf = os.path.join(base, "scrun-rest", "scrun-rest.conf")
+            if os.path.exists(user_conf):
+                return user_conf
     return SYSTEM_CONF
 
 
@@ -90,7 +93,8 @@ def parse_conf_text(text, source="<config>"):
 def _unquote(value, source, lineno):
     if value[:1] in ("'", '"'):
         try:
-            parts = shlex.split(value)
+            # comments=True: a quoted value may still carry a trailing # comment.
+            parts = shlex.split(value, comments=True)
         except ValueError as exc:
             raise UserError("%s:%d: %s" % (source, lineno, exc))
         if len(parts) != 1:

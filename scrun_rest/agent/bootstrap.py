@@ -1,0 +1,67 @@
+"""Runs the agent from module sources carried inside the job script.
+
+Nothing is installed on the cluster: the job script holds the sources of the
+stdlib-only modules the agent needs, and this loader makes them importable
+under their usual names. Task shims started by srun get the same sources
+through the environment (see TASK_BOOT), so every node runs identical code.
+Python 3.6+.
+"""
+import base64
+import importlib.abc
+import importlib.util
+import json
+import sys
+import zlib
+
+CODE_ENV = "SCRUN_REST_CODE"
+
+# What srun runs on each node: decode the sources from the environment and
+# hand over to the same bootstrap that the job script uses.
+TASK_BOOT = (
+    "import os,sys,json,zlib,base64;"
+    "S=json.loads(zlib.decompress(base64.b64decode(os.environ.pop('%s'))).decode());"
+    "exec(compile(S['@boot'],'<scrun-rest boot>','exec'),"
+    "{'__name__':'__scrun_boot__','SOURCES':S,'PARAMS':None})" % CODE_ENV
+)
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, sources):
+        self._sources = sources
+
+    def _is_package(self, name):
+        prefix = name + "."
+        return any(key.startswith(prefix) for key in self._sources)
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self._sources and not self._is_package(name):
+            return None
+        return importlib.util.spec_from_loader(
+            name, self, is_package=self._is_package(name))
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        source = self._sources.get(module.__name__, "")
+        exec(compile(source, "<scrun-rest %s>" % module.__name__, "exec"), module.__dict__)
+
+
+def pack_sources(sources):
+    """Encode module sources for the environment of task shims."""
+    blob = json.dumps(sources, separators=(",", ":")).encode("utf-8")
+    return base64.b64encode(zlib.compress(blob, 9)).decode("ascii")
+
+
+def install(sources):
+    sys.meta_path.insert(0, _SourceFinder(sources))
+
+
+def run(sources, params):
+    install(sources)
+    from scrun_rest.agent import entry
+    sys.exit(entry.main(sys.argv[1:], sources, params))
+
+
+if __name__ == "__scrun_boot__":
+    run(SOURCES, PARAMS)  # noqa: F821 - provided by the job script or TASK_BOOT

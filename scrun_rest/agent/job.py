@@ -1,0 +1,257 @@
+"""The batch-job agent: dials the anchor and runs steps when it asks.
+
+It is the whole batch script of a scrun-rest job. It does no I/O relaying:
+each task of a step dials the anchor itself (see task.py), so container
+output never rides srun's forwarding or this process. Python 3.6+, stdlib.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from scrun_rest.agent import bootstrap, oci_conf
+from scrun_rest.tunnel import wire
+
+# Signals Slurm sends to the batch script when the job is cancelled, hits
+# its time limit or is preempted; the anchor is told so it can explain.
+REPORTED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                    signal.SIGUSR1, signal.SIGUSR2)
+KILL_GRACE = 5.0
+
+
+def log(text):
+    sys.stderr.write("scrun-rest agent: %s\n" % text)
+    sys.stderr.flush()
+
+
+class JobAgent:
+    def __init__(self, params, sources):
+        self.params = params
+        self.sources = sources
+        self.secret = bytes.fromhex(params["secret"])
+        self.heartbeat = float(params.get("heartbeat", 5))
+        self.sock = None
+        self.send_lock = threading.Lock()
+        self.steps = {}
+        self.steps_lock = threading.Lock()
+        self.last_heard = time.monotonic()
+        self.finished = threading.Event()
+        self.exit_code = 0
+        self.task_key = None
+        self._code_blob = None
+        self.settings = {}
+
+    # -- connection -------------------------------------------------------
+    def connect(self):
+        host, port = self.params["host"], int(self.params["port"])
+        role = {"kind": "agent", "job": os.environ.get("SLURM_JOB_ID", ""),
+                "host": socket.gethostname()}
+        deadline = time.monotonic() + float(self.params.get("dial_timeout", 30))
+        pause = 0.1
+        while True:
+            try:
+                return wire.dial(host, port, self.secret, role, timeout=5)
+            except wire.TunnelError:
+                raise
+            except OSError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def send(self, message):
+        with self.send_lock:
+            try:
+                wire.send(self.sock, message)
+            except OSError:
+                pass
+
+    # -- main loop --------------------------------------------------------
+    def run(self):
+        address = "%s:%s" % (self.params["host"], self.params["port"])
+        try:
+            self.sock = self.connect()
+        except (OSError, wire.TunnelError) as exc:
+            log("cannot reach the anchor at %s: %s" % (address, exc))
+            return 1
+        for signum in REPORTED_SIGNALS:
+            signal.signal(signum, self._on_signal)
+        self.send({"t": "started", "job_id": os.environ.get("SLURM_JOB_ID"),
+                   "nodelist": os.environ.get("SLURM_JOB_NODELIST"),
+                   "num_nodes": os.environ.get("SLURM_JOB_NUM_NODES"),
+                   "host": socket.gethostname(),
+                   "python": sys.version.split()[0],
+                   "env": {k: v for k, v in os.environ.items() if k.startswith("SLURM_")},
+                   "identity": _identity(),
+                   "node_oci_conf": oci_conf.read_node_conf()})
+        threading.Thread(target=self._heartbeat, daemon=True).start()
+        lost = self._read_loop()
+        if lost:
+            log("lost the tunnel to the anchor at %s: %s; ending the container" % (address, lost))
+            self.exit_code = 1
+        self._stop_steps()
+        return self.exit_code
+
+    def _read_loop(self):
+        """Dispatch messages until shutdown; returns why the tunnel was lost."""
+        while not self.finished.is_set():
+            try:
+                message = wire.recv(self.sock)
+            except (OSError, wire.TunnelError) as exc:
+                return str(exc) or exc.__class__.__name__
+            if message is None:
+                return "connection closed"
+            self.last_heard = time.monotonic()
+            handler = getattr(self, "_on_" + str(message.get("t")), None)
+            if handler is not None:
+                handler(message)
+        return None
+
+    def _heartbeat(self):
+        limit = max(4 * self.heartbeat, 10.0)
+        while not self.finished.wait(self.heartbeat):
+            self.send({"t": "ping"})
+            if time.monotonic() - self.last_heard > limit:
+                log("no word from the anchor for %.0f s" % limit)
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+
+    def _on_signal(self, signum, frame):
+        self.send({"t": "job_signal", "signal": signum})
+
+    # -- messages from the anchor -----------------------------------------
+    def _on_ping(self, message):
+        self.send({"t": "pong"})
+
+    def _on_pong(self, message):
+        pass
+
+    def _on_welcome(self, message):
+        self.task_key = message["task_key"]
+        self.settings = message.get("settings") or {}
+
+    def _on_launch(self, message):
+        threading.Thread(target=self._run_step, args=(message,), daemon=True).start()
+
+    def _on_remote(self, message):
+        threading.Thread(target=self._run_remote, args=(message,), daemon=True).start()
+
+    def _on_signal_step(self, message):
+        with self.steps_lock:
+            process = self.steps.get(message["session"])
+        if process is not None:
+            try:
+                process.send_signal(int(message["signal"]))
+            except OSError:
+                pass
+
+    def _on_shutdown(self, message):
+        self.exit_code = int(message.get("code", 0)) & 0xFF
+        self.finished.set()
+
+    # -- steps ------------------------------------------------------------
+    def _code_for_tasks(self):
+        if self._code_blob is None:
+            self._code_blob = bootstrap.pack_sources(self.sources)
+        return self._code_blob
+
+    def _srun(self, extra_args):
+        srun = self.settings.get("SrunPath") or "srun"
+        args = [srun, "--jobid=%s" % os.environ.get("SLURM_JOB_ID", ""), "--overlap"]
+        args += (self.settings.get("SrunArgs") or "").split()
+        return args + list(extra_args)
+
+    def _step_env(self, message):
+        env = dict(os.environ)
+        env.update(message.get("env") or {})
+        return env
+
+    def _run_step(self, message):
+        session = message["session"]
+        env = self._step_env(message)
+        env[bootstrap.CODE_ENV] = self._code_for_tasks()
+        env["SCRUN_REST_TASK"] = json.dumps({
+            "host": self.params["host"], "port": self.params["port"],
+            "key": self.task_key, "session": session})
+        command = self._srun(["--input=none"] + list(message.get("srun_args") or [])
+                             + ["--", sys.executable, "-c", bootstrap.TASK_BOOT, "task"])
+        try:
+            process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            self.send({"t": "step_exit", "session": session, "status": 127,
+                       "error": "cannot run srun: %s" % exc})
+            return
+        with self.steps_lock:
+            self.steps[session] = process
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.send({"t": "step_output", "session": session, "line": line[:4096]})
+        status = process.wait()
+        with self.steps_lock:
+            self.steps.pop(session, None)
+        self.send({"t": "step_exit", "session": session, "status": status})
+
+    def _run_remote(self, message):
+        nodes = os.environ.get("SLURM_JOB_NUM_NODES", "1")
+        command = self._srun(["--input=none", "--nodes=%s" % nodes,
+                              "--ntasks=%s" % nodes, "--ntasks-per-node=1",
+                              "--", "/bin/sh", "-c", message["script"]])
+        try:
+            result = subprocess.run(command, env=self._step_env(message),
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)
+            status, output = result.returncode, result.stdout.decode("utf-8", "replace")
+        except OSError as exc:
+            status, output = 127, "cannot run srun: %s" % exc
+        self.send({"t": "remote_done", "id": message["id"], "status": status,
+                   "output": output[-(1 << 20):]})
+
+    def _stop_steps(self):
+        """End what still runs: srun passes the signals on to its tasks."""
+        with self.steps_lock:
+            running = list(self.steps.values())
+        for process in running:
+            _signal_quietly(process, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE
+        for process in running:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                # srun needs two interrupts in a row to abort at once.
+                _signal_quietly(process, signal.SIGKILL)
+
+
+def _signal_quietly(process, signum):
+    try:
+        process.send_signal(signum)
+    except OSError:
+        pass
+
+
+def _identity():
+    """Who the job runs as, as Slurm resolved the token's user."""
+    import grp
+    import pwd
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return {"SCRUN_REST_USER": user, "SCRUN_REST_USER_ID": str(uid),
+            "SCRUN_REST_GROUP": group, "SCRUN_REST_GROUP_ID": str(gid)}
+
+
+def run_job_agent(params, sources):
+    return JobAgent(params, sources).run()

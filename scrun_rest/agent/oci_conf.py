@@ -1,0 +1,107 @@
+"""oci.conf(5) on the compute side: the node's own file and its patterns.
+
+Python 3.6+, stdlib only.
+"""
+import os
+import shlex
+
+NODE_OCI_CONF = "/etc/slurm/oci.conf"
+RUNTIME_KEYS = ("RunTimeRun", "RunTimeCreate", "RunTimeStart", "RunTimeQuery",
+                "RunTimeKill", "RunTimeDelete", "RunTimeExec")
+
+
+class PatternError(ValueError):
+    pass
+
+
+def parse(text):
+    """Key=Value lines, '#' comments, optional quotes, keys case-insensitive."""
+    values = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if value[:1] in ("'", '"'):
+            try:
+                value = " ".join(shlex.split(value))
+            except ValueError:
+                value = value.strip("'\"")
+        values[key.strip().lower()] = value
+    return values
+
+
+def read_node_conf(path=NODE_OCI_CONF):
+    """The node's oci.conf as {lowercase key: value}, or None when absent."""
+    try:
+        with open(path) as handle:
+            return parse(handle.read())
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def merge(submit_settings, node_conf):
+    """Settings for this node: the node's oci.conf wins when present.
+
+    When the node names any runtime command, its set replaces ours whole, so
+    a create/start configuration is never mixed with our run pattern.
+    """
+    merged = dict(submit_settings)
+    if not node_conf:
+        return merged
+    canonical = {key.lower(): key for key in merged}
+    for key in RUNTIME_KEYS:
+        canonical.setdefault(key.lower(), key)
+    if any(key.lower() in node_conf for key in RUNTIME_KEYS):
+        for key in RUNTIME_KEYS:
+            merged.pop(key, None)
+    for lower, value in node_conf.items():
+        merged[canonical.get(lower, lower)] = value
+    return merged
+
+
+def quote_all(args):
+    return " ".join("'" + str(arg).replace("'", "'\\''") + "'" for arg in args)
+
+
+def expand(pattern, values):
+    """Replace oci.conf's %-letters; values maps each letter to its text."""
+    out = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char != "%":
+            out.append(char)
+            index += 1
+            continue
+        if index + 1 >= len(pattern):
+            raise PatternError("pattern %r ends with a lone %%" % pattern)
+        letter = pattern[index + 1]
+        if letter == "%":
+            out.append("%")
+        elif letter in values:
+            out.append(str(values[letter]))
+        else:
+            raise PatternError("pattern %r uses unknown %%%s" % (pattern, letter))
+        index += 2
+    return "".join(out)
+
+
+def pattern_values(bundle, rootfs, env_file, spool_dir, args, task_pid):
+    """The %-letters for the task this process runs (from srun's environment)."""
+    import pwd
+    uid = os.getuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    env = os.environ
+    return {
+        "@": quote_all(args), "b": bundle, "e": env_file,
+        "j": env.get("SLURM_JOB_ID", "0"), "m": spool_dir,
+        "n": env.get("SLURMD_NODENAME") or env.get("SLURM_TOPOLOGY_ADDR") or os.uname()[1],
+        "p": str(task_pid), "r": rootfs,
+        "s": env.get("SLURM_STEP_ID", "0"), "t": env.get("SLURM_PROCID", "0"),
+        "u": user, "U": str(uid),
+    }

@@ -1,0 +1,358 @@
+"""One task of a container step: dials the anchor and runs the runtime.
+
+srun starts this on every node of the step. It connects to the anchor on its
+own (no srun I/O forwarding in the data path), hands the stream sockets to the
+OCI runtime as its stdio, passes signals and window sizes on, and reports
+the exit status. Python 3.6+, stdlib only.
+"""
+import fcntl
+import json
+import os
+import pty
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+
+from scrun_rest.agent import node_config, oci_conf, rootfs_lookup
+from scrun_rest.tunnel import wire
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGCONT)
+COPY_CHUNK = 1 << 20
+
+
+def log(text):
+    sys.stderr.write("scrun-rest task: %s\n" % text)
+    sys.stderr.flush()
+
+
+def exit_status(returncode):
+    """A Popen returncode as a shell would report it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Task:
+    def __init__(self, spec):
+        self.host, self.port = spec["host"], int(spec["port"])
+        self.key = bytes.fromhex(spec["key"])
+        env = os.environ
+        self.identity = {
+            "session": spec["session"],
+            "task": int(env.get("SLURM_PROCID", "0")),
+            "node": env.get("SLURMD_NODENAME") or socket.gethostname(),
+            "step": env.get("SLURM_STEP_ID", ""),
+            "job": env.get("SLURM_JOB_ID", ""),
+        }
+        self.control = None
+        self.send_lock = threading.Lock()
+        self.process = None
+        self.master_fd = None
+        self.output_pump = None
+        self.settings = {}
+        self.values = {}
+        self.workdir = None
+
+    def dial(self, kind, **extra):
+        role = dict(self.identity, kind=kind, **extra)
+        return wire.dial(self.host, self.port, self.key, role)
+
+    def send(self, message):
+        with self.send_lock:
+            try:
+                wire.send(self.control, message)
+            except OSError:
+                pass
+
+    def run(self):
+        try:
+            self.control = self.dial("task")
+            setup = wire.recv(self.control)
+        except (OSError, wire.TunnelError) as exc:
+            log("cannot reach the anchor at %s:%d: %s" % (self.host, self.port, exc))
+            return 1
+        if not setup or setup.get("t") != "setup":
+            log("the anchor sent no setup")
+            return 1
+        self.settings = oci_conf.merge(setup.get("settings") or {},
+                                       oci_conf.read_node_conf())
+        self.workdir = tempfile.mkdtemp(prefix="scrun-rest.")
+        try:
+            return self._run(setup)
+        finally:
+            self._cleanup()
+
+    def _run(self, setup):
+        try:
+            command, problem = self._prepare(setup)
+        except (OSError, ValueError, KeyError, oci_conf.PatternError) as exc:
+            command, problem = None, (126, "cannot prepare the container: %s" % exc)
+        if problem is None:
+            problem = _check_runtime(command)
+        if problem:
+            code, text = problem
+            self.send({"t": "exit", "status": code, "error": text})
+            return code
+        streams = {name: self.dial("data", stream=name) for name in setup["streams"]}
+        # Ready to go: the anchor reports "created" once every task says so,
+        # and `start` only has to send one message.
+        self.send({"t": "prepared"})
+        if not self._wait_for_go():
+            for sock in streams.values():
+                sock.close()
+            return 0
+        for signum in FORWARDED_SIGNALS:
+            signal.signal(signum, self._forward_signal)
+        try:
+            self._spawn(command, streams, setup)
+        except OSError as exc:
+            text = "cannot run %s: %s" % (command, exc)
+            self.send({"t": "exit", "status": 127, "error": text})
+            return 127
+        self.send({"t": "started", "pid": self.process.pid,
+                   "container": self.values.get("container")})
+        threading.Thread(target=self._control_loop, daemon=True).start()
+        status = exit_status(self.process.wait())
+        if self.output_pump is not None:
+            # The terminal's last output must leave before the status does.
+            self.output_pump.join(5)
+        self.send({"t": "exit", "status": status})
+        return 0
+
+    def _wait_for_go(self):
+        while True:
+            try:
+                message = wire.recv(self.control)
+            except (OSError, wire.TunnelError):
+                return False
+            if message is None or message.get("t") == "abort":
+                return False
+            if message.get("t") == "go":
+                return True
+
+    # -- preparing the bundle and command ---------------------------------
+    def _prepare(self, setup):
+        mode = setup.get("mode", "run")
+        config = setup["config"]
+        rootfs = config.get("root", {}).get("path", "")
+        terminal = "tty" in setup["streams"]
+        process = setup.get("process") if mode == "exec" else config.get("process", {})
+        problem = rootfs_lookup.check_executable(rootfs, process or {})
+        if problem:
+            return None, problem
+        env_file = os.path.join(self.workdir, "environment")
+        values = oci_conf.pattern_values(self.workdir, rootfs, env_file, self.workdir,
+                                         (process or {}).get("args") or [], os.getpid())
+        self.values = values
+        if mode == "exec":
+            return self._prepare_exec(setup, values, terminal), None
+        adapted = node_config.adapt(config, os.getuid(), os.getgid(),
+                                    self._container_env(setup), terminal,
+                                    disable_hooks=True)
+        self._write(os.path.join(self.workdir, "config.json"), json.dumps(adapted))
+        self._write(env_file, "".join("%s\n" % e for e in adapted["process"]["env"]))
+        pattern = self.settings.get("RunTimeRun")
+        if not pattern:
+            return None, (126, "no RunTimeRun in oci.conf: only run mode is supported")
+        values["container"] = oci_conf.expand("%n.%u.%j.%s.%t", values)
+        return oci_conf.expand(pattern, values), None
+
+    def _prepare_exec(self, setup, values, terminal):
+        process = dict(setup["process"])
+        process["terminal"] = terminal
+        env = list(process.get("env") or [])
+        present = {entry.split("=", 1)[0] for entry in env}
+        env += ["%s=%s" % kv for kv in sorted(self._container_env(setup).items())
+                if kv[0] not in present]
+        process["env"] = env
+        process.pop("consoleSize", None)
+        user = process.get("user") or {}
+        user.pop("additionalGids", None)
+        path = os.path.join(self.workdir, "process.json")
+        self._write(path, json.dumps(process))
+        base = self.settings.get("RunTimeExec") or \
+            "runc --rootless=true --root=/run/user/%U/ exec"
+        command = "%s %s--process %s %s" % (
+            oci_conf.expand(base, values), "--tty " if terminal else "",
+            oci_conf.quote_all([path]), oci_conf.quote_all([setup["container"]]))
+        values["container"] = setup["container"]
+        return command
+
+    def _container_env(self, setup):
+        """The step's SLURM_* variables and the anchor's, minus EnvExclude."""
+        import re
+        env = {k: v for k, v in os.environ.items()
+               if k.startswith("SLURM_") and k != "SLURM_JWT"}
+        env.update(setup.get("env") or {})
+        exclude = self.settings.get("EnvExclude") or self.settings.get("RunTimeEnvExclude")
+        if exclude:
+            pattern = re.compile(exclude)
+            env = {k: v for k, v in env.items() if not pattern.search(k)}
+        return env
+
+    @staticmethod
+    def _write(path, text):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+
+    # -- running ------------------------------------------------------------
+    def _spawn(self, command, streams, setup):
+        argv = ["/bin/sh", "-c", "exec " + command]
+        if "tty" in streams:
+            self._spawn_with_terminal(argv, streams["tty"], setup)
+            return
+        devnull = os.open(os.devnull, os.O_RDWR)
+        stdin = streams["stdin"].fileno() if "stdin" in streams else devnull
+        try:
+            self.process = subprocess.Popen(
+                argv, stdin=stdin, stdout=streams["stdout"].fileno(),
+                stderr=streams["stderr"].fileno(), cwd=self.workdir,
+                start_new_session=True)
+        finally:
+            # The runtime holds the sockets now; our copies would keep the
+            # streams open past its exit.
+            os.close(devnull)
+            for sock in streams.values():
+                sock.close()
+
+    def _spawn_with_terminal(self, argv, sock, setup):
+        master, slave = pty.openpty()
+        _set_window_size(master, setup.get("rows"), setup.get("cols"))
+
+        def make_controlling_terminal():
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.process = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, cwd=self.workdir,
+            start_new_session=True, preexec_fn=make_controlling_terminal)
+        os.close(slave)
+        self.master_fd = master
+        self.output_pump = threading.Thread(target=_pump_fd_to_socket, args=(master, sock),
+                                            daemon=True)
+        self.output_pump.start()
+        threading.Thread(target=_pump_socket_to_fd, args=(sock, master), daemon=True).start()
+
+    def _forward_signal(self, signum, frame):
+        self._signal_runtime(signum)
+
+    def _signal_runtime(self, signum):
+        if self.process is None or self.process.poll() is not None:
+            return
+        if signum == signal.SIGKILL:
+            # runc cannot pass SIGKILL on; ask the runtime to kill the container.
+            self._run_hook("RunTimeKill", "KILL")
+            signum = signal.SIGKILL
+        try:
+            self.process.send_signal(signum)
+        except OSError:
+            pass
+
+    def _control_loop(self):
+        while True:
+            try:
+                message = wire.recv(self.control)
+            except (OSError, wire.TunnelError):
+                message = None
+            if message is None:
+                # The anchor is gone: nobody will read the output or the status.
+                self._signal_runtime(signal.SIGKILL)
+                return
+            kind = message.get("t")
+            if kind == "signal":
+                self._signal_runtime(int(message["signal"]))
+            elif kind == "resize" and self.master_fd is not None:
+                _set_window_size(self.master_fd, message.get("rows"), message.get("cols"))
+                self._signal_runtime(signal.SIGWINCH)
+
+    def _run_hook(self, key, *extra):
+        pattern = self.settings.get(key)
+        if not pattern or "container" not in self.values:
+            return
+        try:
+            command = oci_conf.expand(pattern, self.values) + " " + " ".join(extra)
+            subprocess.call(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            timeout=30)
+        except (OSError, oci_conf.PatternError, subprocess.TimeoutExpired) as exc:
+            log("%s failed: %s" % (key, exc))
+
+    def _cleanup(self):
+        if self.process is not None and self.setup_mode_is_run():
+            if (self.settings.get("DisableCleanup") or "").lower() not in ("yes", "true", "1"):
+                self._run_hook("RunTimeDelete")
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def setup_mode_is_run(self):
+        return self.values.get("container") is not None and "RunTimeRun" in self.settings
+
+
+def _check_runtime(command):
+    """Fail early, as runc would at create, when the runtime is missing."""
+    import shlex
+    try:
+        program = shlex.split(command)[0]
+    except (ValueError, IndexError):
+        return 126, "cannot parse the runtime command %r" % command
+    if "/" in program:
+        found = os.access(program, os.X_OK)
+    else:
+        found = shutil.which(program) is not None
+    if not found:
+        return 127, "%s: executable file not found on node %s" % (program, socket.gethostname())
+    return None
+
+
+def _set_window_size(fd, rows, cols):
+    if rows and cols:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
+
+
+def _pump_fd_to_socket(fd, sock):
+    while True:
+        try:
+            data = os.read(fd, COPY_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            break
+        try:
+            sock.sendall(data)
+        except OSError:
+            break
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _pump_socket_to_fd(sock, fd):
+    while True:
+        try:
+            data = sock.recv(COPY_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+            except OSError:
+                return
+            view = view[written:]
+
+
+def run_task():
+    try:
+        spec = json.loads(os.environ.pop("SCRUN_REST_TASK"))
+    except (KeyError, ValueError):
+        log("SCRUN_REST_TASK is missing or malformed")
+        return 2
+    return Task(spec).run()

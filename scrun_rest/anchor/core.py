@@ -1,0 +1,652 @@
+"""The anchor: one daemon per container, from job submission to exit status.
+
+Lifecycle (never backwards): creating -> created -> running -> stopped.
+The job's start and end are learned from the tunnel, not by polling REST;
+REST is asked only to submit, to cancel, and to explain a fault.
+"""
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+
+from scrun_rest.anchor import control, job_script, spool as spoolmod
+from scrun_rest.anchor.framed import FramedConnection
+from scrun_rest.anchor.sessions import Session, TaskLink
+from scrun_rest.anchor.tunnel_server import TunnelServer
+from scrun_rest.errors import UserError
+from scrun_rest.tunnel import wire
+
+log = logging.getLogger("scrun_rest.anchor")
+
+# While the job pends nothing reaches us through the tunnel; a slow poll
+# notices a job that ended without ever starting (cancelled, failed, or its
+# agent could not dial back).
+PENDING_POLL_DELAYS = (3, 5, 10, 20, 30)
+# Signals whose default action ends a process: a kill before start stops the
+# container with 128+N, as it would have died of it.
+HARMLESS_SIGNALS = {signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGWINCH}
+
+
+class Anchor:
+    def __init__(self, setup):
+        self.setup = setup
+        self.spool = setup.spool
+        self.loop = None
+        self.status = spoolmod.CREATING
+        self.job_id = None
+        self.agent = None
+        self.agent_claimed = False
+        self.job_secret = os.urandom(32)
+        self.task_key = os.urandom(32)
+        self.sessions = {}
+        self.next_session = 1
+        self.start_requested = False
+        self.create_reported = False
+        self.stage_in_ran = False
+        self.job_env = {}
+        self.job_signal = None
+        self.agent_heard = time.monotonic()
+        self.remote_calls = {}
+        self.stop_waiters = []
+        self.exit_code = None
+        self.finishing = False
+        self.rest = None
+        self.tunnel = None
+        self.control_sock = None
+        self.done = None
+        self.staging = None
+
+    # -- helpers ------------------------------------------------------------
+    async def blocking(self, function, *args):
+        return await self.loop.run_in_executor(None, function, *args)
+
+    def rest_client(self):
+        if self.rest is None:
+            self.rest = self.setup.make_rest_client()
+        return self.rest
+
+    def write_state(self):
+        state = {
+            "ociVersion": self.setup.oci_version, "id": self.setup.container_id,
+            "status": self.status, "pid": os.getpid(), "bundle": self.setup.bundle,
+            "annotations": self.setup.annotations, "job_id": self.job_id,
+            "exit_code": self.exit_code, "owner": os.getuid(),
+            "created": self.setup.created,
+        }
+        self.spool.write_state(state)
+
+    def set_status(self, status):
+        if spoolmod.ORDER.index(status) > spoolmod.ORDER.index(self.status):
+            self.status = status
+            self.write_state()
+
+    def report_to_create(self, line):
+        """Tell the waiting `create` how it went; only the first word counts."""
+        if self.create_reported:
+            return
+        self.create_reported = True
+        fd, self.setup.status_fd = self.setup.status_fd, None
+        if fd is None:
+            return
+        try:
+            os.write(fd, (line.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass
+        os.close(fd)
+
+    @property
+    def main(self):
+        return self.sessions.get(0)
+
+    # -- the life of the container -------------------------------------------
+    async def run(self):
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(signum, self.interrupted, signum)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        try:
+            self._open_servers()
+            self.sessions[0] = Session(self.loop, 0, "run", self.setup.ntasks,
+                                       self.setup.stdio, labelio=self.setup.labelio,
+                                       window=self.setup.window_size())
+            if self.setup.terminal:
+                self.loop.add_signal_handler(signal.SIGWINCH, self.forward_window_size)
+            self.write_state()
+            write_pid_file(self.setup.pid_file, os.getpid())
+            await self.submit()
+        except UserError as exc:
+            self.finish(1, str(exc))
+        except Exception as exc:  # the user must see why, not a silent death
+            log.exception("anchor failed")
+            self.finish(1, "internal error: %s" % exc)
+        code = await self.done
+        self._close_servers()
+        return code
+
+    def _open_servers(self):
+        host = self.setup.tunnel_host
+        self.tunnel = TunnelServer(self.loop, host, self.setup.port_range,
+                                   self.key_for_role, self.on_tunnel_connection)
+        self.tunnel.start()
+        self.control_sock = control.bind(self.spool.socket_path)
+        self.control_sock.setblocking(False)
+        self.loop.create_task(self.serve_control())
+        log.info("tunnel listening on %s", self.tunnel.address)
+
+    def _close_servers(self):
+        if self.tunnel is not None:
+            self.tunnel.close()
+        if self.control_sock is not None:
+            self.control_sock.close()
+            try:
+                os.unlink(self.spool.socket_path)
+            except OSError:
+                pass
+
+    async def submit(self):
+        script = job_script.build(
+            self.setup.container_id, self.tunnel_advertised_host(), self.tunnel.port,
+            self.job_secret.hex(), python=self.setup.agent_python,
+            heartbeat=self.setup.heartbeat)
+        request = dict(self.setup.job_request, script=script)
+        # Output variables name this process, which did not exist when
+        # create built the request.
+        request["environment"] = dict(request["environment"], **self.setup.output_env())
+        self.job_id = await self.blocking(self.rest_client().submit, request)
+        log.info("submitted job %s", self.job_id)
+        self.write_state()
+        self.loop.call_later(self.setup.create_timeout, self.create_timed_out)
+        self.loop.create_task(self.watch_pending())
+
+    def tunnel_advertised_host(self):
+        host = self.setup.tunnel_host
+        if host in ("0.0.0.0", "::", ""):
+            return socket.getfqdn()
+        return host
+
+    def create_timed_out(self):
+        """The job still pends: let create return; start will wait for it."""
+        if not self.create_reported and not self.finishing:
+            log.info("job %s still pending after %d s; create returns", self.job_id,
+                     self.setup.create_timeout)
+            self.set_status(spoolmod.CREATED)
+            self.report_to_create("ok pending")
+
+    async def watch_pending(self):
+        for delay in _poll_delays():
+            await asyncio.sleep(delay)
+            if self.agent_claimed or self.finishing:
+                return
+            try:
+                info = await self.blocking(self.rest_client().job, self.job_id)
+            except UserError as exc:
+                log.warning("cannot query job %s: %s", self.job_id, exc)
+                continue
+            if self.agent_claimed or self.finishing:
+                return
+            if info.state.is_terminal:
+                self.finish(1, "job %s ended as %s%s without its agent reaching the "
+                               "anchor at %s" % (self.job_id, info.state.name,
+                                                 _reason(info), self.tunnel.address))
+                return
+
+    # -- tunnel connections ----------------------------------------------------
+    def key_for_role(self, role):
+        kind = role.get("kind")
+        if kind == "agent":
+            return None if self.agent_claimed else self.job_secret
+        if kind in ("task", "data"):
+            return self.task_key
+        return None
+
+    def on_tunnel_connection(self, sock, role, peer):
+        kind = role.get("kind")
+        if kind == "agent":
+            if self.agent_claimed or self.finishing:
+                log.warning("refused a second agent connection from %s", peer[0])
+                sock.close()
+                return
+            self.agent_claimed = True
+            self.loop.create_task(self.serve_agent(sock))
+        elif kind == "task":
+            self.loop.create_task(self.serve_task(sock, role))
+        elif kind == "data":
+            session = self.sessions.get(role.get("session"))
+            task = role.get("task")
+            if session is None or task not in session.tasks or \
+                    role.get("stream") not in session.streams_for(task) or \
+                    role.get("stream") in session.tasks[task].streams:
+                log.warning("refused an unexpected stream %r", role)
+                sock.close()
+                return
+            session.attach_stream(task, role["stream"], sock)
+            self.maybe_prepared(session)
+        else:
+            sock.close()
+
+    async def serve_agent(self, sock):
+        self.agent = await FramedConnection.open(sock)
+        self.loop.create_task(self.heartbeat())
+        while True:
+            message = await self.agent.recv()
+            if message is None:
+                break
+            self.agent_heard = time.monotonic()
+            handler = getattr(self, "agent_" + str(message.get("t")), None)
+            if handler is not None:
+                try:
+                    await handler(message)
+                except UserError as exc:
+                    self.finish(1, str(exc))
+        self.agent.close()
+        if not self.finishing:
+            await self.agent_lost()
+
+    async def heartbeat(self):
+        beat = self.setup.heartbeat
+        limit = max(4 * beat, 10)
+        while not self.finishing:
+            await asyncio.sleep(beat)
+            if self.agent is None or self.agent.closed:
+                return
+            self.agent.send({"t": "ping"})
+            if time.monotonic() - self.agent_heard > limit:
+                log.warning("no word from the agent for %.0f s", limit)
+                self.agent.close()
+                await self.agent_lost()
+                return
+
+    async def agent_started(self, message):
+        self.job_env = message.get("env") or {}
+        self.setup.job_identity = message.get("identity") or {}
+        log.info("job %s started on %s (python %s)", self.job_id,
+                 message.get("nodelist"), message.get("python"))
+        self.agent.send({"t": "welcome", "task_key": self.task_key.hex(),
+                         "settings": self.setup.settings})
+        if self.setup.staging is not None:
+            await self.stage_in()
+            if self.finishing:
+                return
+        self.launch(self.main, srun_args=self.setup.step_args)
+
+    async def agent_ping(self, message):
+        self.agent.send({"t": "pong"})
+
+    async def agent_pong(self, message):
+        pass
+
+    async def agent_job_signal(self, message):
+        self.job_signal = int(message.get("signal", 0))
+        log.info("Slurm sent signal %d to job %s", self.job_signal, self.job_id)
+
+    async def agent_step_output(self, message):
+        session = self.sessions.get(message.get("session"))
+        log.info("srun[%s]: %s", message.get("session"), message.get("line"))
+        if session is not None and len(session.step_output) < 50:
+            session.step_output.append(str(message.get("line")))
+
+    async def agent_step_exit(self, message):
+        session = self.sessions.get(message.get("session"))
+        if session is None:
+            return
+        session.step_status = int(message.get("status", 1)) & 0xFF or (
+            0 if session.all_exited() else 1)
+        if message.get("error"):
+            session.step_output.append(message["error"])
+        self.session_progress(session)
+
+    async def agent_remote_done(self, message):
+        future = self.remote_calls.pop(message.get("id"), None)
+        if future is not None and not future.done():
+            future.set_result((int(message.get("status", 1)), message.get("output", "")))
+
+    def launch(self, session, srun_args=(), node=None):
+        args = ["--ntasks=%d" % session.ntasks] + list(srun_args)
+        if node:
+            args += ["--nodes=1", "--nodelist=%s" % node]
+        self.agent.send({"t": "launch", "session": session.number, "srun_args": args,
+                         "env": self.setup.job_output_env()})
+
+    async def serve_task(self, sock, role):
+        conn = await FramedConnection.open(sock)
+        session = self.sessions.get(role.get("session"))
+        task_id = role.get("task")
+        if session is None or not isinstance(task_id, int) or task_id in session.tasks \
+                or not 0 <= task_id < session.ntasks:
+            log.warning("refused an unexpected task %r", role)
+            conn.close()
+            return
+        link = TaskLink(task_id, conn, role)
+        link.expected_streams = tuple(session.streams_for(task_id))
+        session.add_task(link)
+        conn.send(self.task_setup(session, task_id))
+        while True:
+            message = await conn.recv()
+            if message is None:
+                break
+            kind = message.get("t")
+            if kind == "prepared":
+                link.said_prepared = True
+                self.maybe_prepared(session)
+            elif kind == "started":
+                link.started = True
+                link.container = message.get("container")
+            elif kind == "exit":
+                link.status = int(message.get("status", 1))
+                link.error = message.get("error")
+                self.session_progress(session)
+        conn.close()
+        if link.status is None and not self.finishing:
+            # The task vanished without a word: its node or srun is gone.
+            log.warning("task %d of session %d lost", task_id, session.number)
+
+    def task_setup(self, session, task_id):
+        message = {"t": "setup", "mode": session.kind, "config": self.setup.compute_config(),
+                   "streams": session.streams_for(task_id),
+                   "env": self.setup.container_env(self.job_env),
+                   "settings": self.setup.settings}
+        if session.window:
+            message["rows"], message["cols"] = session.window
+        if session.kind == "exec":
+            message["process"] = session.process
+            message["container"] = self.main_container_name()
+        return message
+
+    def main_container_name(self):
+        task = self.main.tasks.get(0) if self.main else None
+        return task.container if task else None
+
+    def maybe_prepared(self, session):
+        if not session.all_prepared() or session.prepared_event.is_set():
+            return
+        session.prepared_event.set()
+        if session.number == 0:
+            log.info("container prepared on %s", ",".join(
+                sorted({t.node or "?" for t in session.tasks.values()})))
+            self.set_status(spoolmod.CREATED)
+            self.report_to_create("ok created")
+            if self.start_requested:
+                self.go(session)
+        else:
+            self.go(session)
+
+    def go(self, session):
+        if session.go_sent:
+            return
+        session.go_sent = True
+        if session.terminal:
+            session.start_terminal_input()
+        else:
+            session.start_input()
+        session.send_all({"t": "go"})
+
+    def session_progress(self, session):
+        """A task or the step ended: finish the session once all have."""
+        session.check_drained()
+        if not session.all_exited() or session.ended.is_set():
+            return
+        session.ended.set()
+        self.loop.create_task(self.end_session(session))
+
+    async def end_session(self, session):
+        await session.wait_drained()
+        code = session.exit_status()
+        error, error_code = session.first_error()
+        if error is None and code and not session.go_sent:
+            error = "; ".join(session.step_output[-5:]) or "the container step failed"
+        if session.number == 0:
+            if error:
+                self.finish(error_code or code or 1, error)
+            else:
+                await self.explain_job_signal(session)
+                self.finish(code if code is not None else 1)
+        else:
+            session.close_local()
+            if error:
+                session.write_local_error(error)
+            session.exit_future.set_result(code if code is not None else 1)
+            self.sessions.pop(session.number, None)
+
+    async def explain_job_signal(self, session):
+        if self.job_signal is None:
+            return
+        reason = await self.job_fate()
+        session.write_local_error(reason)
+
+    async def job_fate(self):
+        """Ask Slurm what happened to the job, in words for the user."""
+        try:
+            info = await self.blocking(self.rest_client().job, self.job_id)
+        except UserError as exc:
+            return "lost contact with job %s (%s)" % (self.job_id, exc)
+        words = {
+            "CANCELLED": "Slurm cancelled job %s",
+            "TIMEOUT": "job %s reached its time limit",
+            "NODE_FAIL": "job %s ended: its node failed",
+            "PREEMPTED": "job %s was preempted",
+            "OUT_OF_MEMORY": "job %s ran out of memory",
+            "DEADLINE": "job %s reached its deadline",
+        }
+        text = words.get(info.state.name, "job %s ended as " + info.state.name)
+        return (text % self.job_id) + _reason(info)
+
+    async def agent_lost(self):
+        main = self.main
+        if main is not None and main.ended.is_set():
+            return
+        reason = await self.job_fate() if self.job_id else "the agent is gone"
+        code = 128 + (self.job_signal or signal.SIGKILL)
+        self.finish(code, "the job's agent disconnected: %s" % reason)
+
+    # -- staging ---------------------------------------------------------------
+    async def stage_in(self):
+        try:
+            await self.blocking(self.setup.staging.stage_in, self.job_id, self.job_env,
+                                self.remote_command_sync)
+            self.stage_in_ran = True
+        except UserError as exc:
+            self.finish(1, "stage_in failed: %s" % exc)
+
+    async def stage_out(self):
+        if not self.stage_in_ran:
+            return
+        self.stage_in_ran = False
+        try:
+            await self.blocking(self.setup.staging.stage_out, self.job_id,
+                                self.remote_command_sync)
+        except UserError as exc:
+            log.error("stage_out failed: %s", exc)
+
+    def remote_command_sync(self, script):
+        """For Lua (in a worker thread): run script on all job nodes."""
+        future = asyncio.run_coroutine_threadsafe(self.remote_command(script), self.loop)
+        return future.result()
+
+    async def remote_command(self, script):
+        if self.agent is None or self.agent.closed:
+            return 1, "the job's agent is not connected"
+        call_id = len(self.remote_calls) + int(time.monotonic() * 1000)
+        future = self.loop.create_future()
+        self.remote_calls[call_id] = future
+        self.agent.send({"t": "remote", "id": call_id, "script": script,
+                         "env": self.setup.job_output_env()})
+        return await future
+
+    # -- ending ---------------------------------------------------------------
+    def finish(self, code, error=None):
+        if self.finishing:
+            return
+        self.finishing = True
+        self.loop.create_task(self._finish(code, error))
+
+    async def _finish(self, code, error):
+        if error:
+            log.error("%s", error)
+        main = self.main
+        if main is not None:
+            main.close_local()
+        await self.stage_out()
+        if self.agent is not None and not self.agent.closed:
+            self.agent.send({"t": "shutdown", "code": code})
+            await asyncio.sleep(0)
+            self.agent.close()
+        elif self.job_id is not None:
+            await self.cancel_job()
+        for session in list(self.sessions.values()):
+            if session.number and hasattr(session, "exit_future") and \
+                    not session.exit_future.done():
+                session.exit_future.set_result(255)
+        self.exit_code = code
+        if not self.create_reported:
+            # create fails: leave nothing behind, as if it was never tried.
+            self.report_to_create("error %d %s" % (code, error or "failed"))
+            self._close_servers()
+            try:
+                self.spool.remove()
+            except OSError:
+                pass
+            remove_quietly(self.setup.pid_file)
+            self.done.set_result(code)
+            return
+        if error and main is not None:
+            main.write_local_error(error)
+            await asyncio.sleep(0.05)
+        self.status = spoolmod.STOPPED
+        self.write_state()
+        for waiter in self.stop_waiters:
+            if not waiter.done():
+                waiter.set_result(code)
+        self.done.set_result(code)
+
+    async def cancel_job(self):
+        try:
+            await self.blocking(self.rest_client().cancel, self.job_id)
+            log.info("cancelled job %s", self.job_id)
+        except UserError as exc:
+            log.warning("could not cancel job %s: %s", self.job_id, exc)
+
+    def interrupted(self, signum):
+        """SIGINT/SIGTERM to the anchor: cancel the job and clean up."""
+        log.info("anchor got signal %d", signum)
+        main = self.main
+        if main is not None and main.go_sent and main.tasks:
+            main.send_all({"t": "signal", "signal": signum})
+            self.loop.call_later(10, self.finish, 128 + signum, None)
+        else:
+            self.finish(128 + signum, None)
+
+    # -- control socket --------------------------------------------------------
+    async def serve_control(self):
+        while True:
+            try:
+                client, _ = await self.loop.sock_accept(self.control_sock)
+            except OSError:
+                return
+            if control.peer_uid(client) != os.getuid():
+                log.warning("refused a control connection from uid %d",
+                            control.peer_uid(client))
+                client.close()
+                continue
+            self.loop.create_task(self.serve_control_client(client))
+
+    async def serve_control_client(self, client):
+        from scrun_rest.anchor.control_server import handle_client
+        await handle_client(self, client)
+
+    def forward_window_size(self):
+        main = self.main
+        size = self.setup.window_size()
+        if main is not None and size:
+            main.window = size
+            main.send_all({"t": "resize", "rows": size[0], "cols": size[1]})
+
+    def kill(self, signum):
+        """Deliver a signal to the container, however far along it is."""
+        main = self.main
+        if self.finishing:
+            return
+        if main is not None and main.go_sent and main.tasks:
+            main.send_all({"t": "signal", "signal": signum})
+        elif main is not None and main.prepared_event.is_set():
+            if signum not in HARMLESS_SIGNALS:
+                main.send_all({"t": "abort"})
+                self.finish(128 + signum)
+        elif self.agent is not None and not self.agent.closed and self.status != spoolmod.CREATING:
+            if signum not in HARMLESS_SIGNALS:
+                self.agent.send({"t": "signal_step", "session": 0, "signal": signum})
+                self.finish(128 + signum)
+        elif signum not in HARMLESS_SIGNALS:
+            self.finish(128 + signum)
+
+    def start(self):
+        if self.status == spoolmod.STOPPED or self.finishing:
+            raise UserError("container %s is stopped" % self.setup.container_id)
+        self.start_requested = True
+        self.set_status(spoolmod.RUNNING)
+        main = self.main
+        if main.prepared_event.is_set():
+            self.go(main)
+
+    async def wait_stopped(self):
+        if self.done.done():
+            return self.done.result()
+        waiter = self.loop.create_future()
+        self.stop_waiters.append(waiter)
+        return await waiter
+
+    def new_exec_session(self, process, stdio, window):
+        main = self.main
+        if self.status != spoolmod.RUNNING or not main or not main.go_sent:
+            raise UserError("container %s is not running" % self.setup.container_id)
+        name = self.main_container_name()
+        if not name:
+            raise UserError("container %s has not started yet" % self.setup.container_id)
+        number = self.next_session
+        self.next_session += 1
+        session = Session(self.loop, number, "exec", 1, stdio, process=process, window=window)
+        session.exit_future = self.loop.create_future()
+        self.sessions[number] = session
+        self.launch(session, node=main.tasks[0].node)
+        return session
+
+
+def _poll_delays():
+    for delay in PENDING_POLL_DELAYS:
+        yield delay
+    while True:
+        yield PENDING_POLL_DELAYS[-1]
+
+
+def _reason(info):
+    reason = getattr(info, "state_reason", None)
+    return " (%s)" % reason if reason and reason != "None" else ""
+
+
+def write_pid_file(path, pid):
+    """Atomically, with no trailing newline: docker's parser wants that."""
+    if not path:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, ".%s.%d.tmp" % (os.path.basename(path), pid))
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(str(pid))
+        os.replace(temporary, path)
+    except OSError as exc:
+        remove_quietly(temporary)
+        raise UserError("cannot write pid file %s: %s" % (path, exc.strerror))
+
+
+def remove_quietly(path):
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+# Keep wire importable for tests that patch the protocol version.
+__all__ = ["Anchor", "write_pid_file", "wire"]

@@ -1,0 +1,24 @@
+"""Running the anchor in the process `create` forked."""
+import asyncio
+import logging
+import os
+
+from scrun_rest.anchor.core import Anchor
+
+log = logging.getLogger("scrun_rest.anchor")
+
+
+def run_anchor(setup):
+    # Our logs never go to the container's stderr unless asked.
+    setup.log_settings.apply(default_file=setup.spool.path("anchor.log"))
+    log.info("anchor %d for container %s", os.getpid(), setup.container_id)
+    anchor = Anchor(setup)
+    try:
+        code = asyncio.run(anchor.run())
+    except Exception:
+        log.exception("anchor crashed")
+        anchor.report_to_create("error 1 the anchor crashed; see its log")
+        code = 1
+    log.info("anchor exits with %s", code)
+    logging.shutdown()
+    return code

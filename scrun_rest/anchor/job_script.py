@@ -1,0 +1,55 @@
+"""The batch script: the stdlib-only agent plus how to reach the anchor.
+
+It holds the tunnel address and the one-use agent secret. Slurm shows a
+batch script only to its owner and the operators; the secret admits a
+single agent connection, after which it is worthless. No JWT is here.
+"""
+import os
+
+import scrun_rest
+
+# Modules the agent runs on compute nodes, as importable names.
+AGENT_MODULES = (
+    "scrun_rest.agent.bootstrap",
+    "scrun_rest.agent.entry",
+    "scrun_rest.agent.job",
+    "scrun_rest.agent.task",
+    "scrun_rest.agent.oci_conf",
+    "scrun_rest.agent.node_config",
+    "scrun_rest.agent.rootfs_lookup",
+    "scrun_rest.tunnel.wire",
+)
+PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.tunnel")
+
+_SOURCES = None
+
+
+def agent_sources():
+    """Module name -> source text, read once from the installed package."""
+    global _SOURCES
+    if _SOURCES is None:
+        base = os.path.dirname(os.path.dirname(os.path.abspath(scrun_rest.__file__)))
+        sources = {name: "" for name in PACKAGES}
+        for name in AGENT_MODULES:
+            path = os.path.join(base, *name.split(".")) + ".py"
+            with open(path, encoding="utf-8") as handle:
+                sources[name] = handle.read()
+        sources["@boot"] = sources["scrun_rest.agent.bootstrap"]
+        _SOURCES = sources
+    return _SOURCES
+
+
+def build(container_id, host, port, secret_hex, python="python3",
+          heartbeat=5, dial_timeout=30):
+    shebang = python if python.startswith("/") else "/usr/bin/env " + python
+    params = {"host": host, "port": port, "secret": secret_hex,
+              "heartbeat": heartbeat, "dial_timeout": dial_timeout,
+              "container": container_id}
+    return "".join((
+        "#!%s\n" % shebang,
+        "# scrun-rest %s agent for container %s\n" % (scrun_rest.__version__, container_id),
+        "SOURCES = %r\n" % (agent_sources(),),
+        "PARAMS = %r\n" % (params,),
+        "exec(compile(SOURCES['@boot'], '<scrun-rest boot>', 'exec'),\n"
+        "     {'__name__': '__scrun_boot__', 'SOURCES': SOURCES, 'PARAMS': PARAMS})\n",
+    ))

@@ -1,0 +1,140 @@
+"""Where a container's files live, and its state file.
+
+Used by the light commands (state, kill, delete), so: stdlib only and cheap.
+"""
+import errno
+import json
+import os
+import tempfile
+
+from scrun_rest.errors import UserError
+
+STATE_FILE = "state.json"
+SOCKET_FILE = "ctl.sock"
+LOG_FILE = "anchor.log"
+
+# The OCI state is derived from these; the anchor never moves backwards.
+CREATING, CREATED, RUNNING, STOPPED = "creating", "created", "running", "stopped"
+ORDER = (CREATING, CREATED, RUNNING, STOPPED)
+
+
+def default_root():
+    from scrun_rest.config import real_uid
+    uid = real_uid()
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.path.isdir(runtime_dir):
+        return os.path.join(runtime_dir, "scrun-rest")
+    user_run = "/run/user/%d" % uid
+    if os.path.isdir(user_run) and os.access(user_run, os.W_OK):
+        return os.path.join(user_run, "scrun-rest")
+    return os.path.join(tempfile.gettempdir(), "scrun-rest-%d" % uid)
+
+
+def ensure_private_dir(path):
+    """Create path as 0700 and refuse one that others can use."""
+    try:
+        os.makedirs(path, mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UserError("cannot create %s: %s" % (path, exc.strerror))
+    info = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise UserError("%s is not a directory" % path)
+    if info.st_uid != os.getuid():
+        raise UserError("%s belongs to another user" % path)
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+class Spool:
+    """The spool directory of one container: ROOT/ID."""
+
+    def __init__(self, root, container_id):
+        self.root = root
+        self.id = container_id
+        self.dir = os.path.join(root, container_id)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    @property
+    def socket_path(self):
+        return self.path(SOCKET_FILE)
+
+    def exists(self):
+        return os.path.isdir(self.dir)
+
+    def create(self):
+        ensure_private_dir(self.root)
+        try:
+            os.mkdir(self.dir, 0o700)
+        except FileExistsError:
+            raise UserError("container %s already exists" % self.id)
+        except OSError as exc:
+            raise UserError("cannot create %s: %s" % (self.dir, exc.strerror))
+
+    def read_state(self):
+        try:
+            with open(self.path(STATE_FILE), encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            # A state file cut short by a crash still means the container exists.
+            return {"id": self.id, "status": STOPPED, "pid": 0}
+
+    def write_state(self, state):
+        write_private_file(self.path(STATE_FILE), json.dumps(state))
+
+    def remove(self):
+        for name in os.listdir(self.dir) if self.exists() else ():
+            try:
+                os.unlink(self.path(name))
+            except IsADirectoryError:
+                import shutil
+                shutil.rmtree(self.path(name), ignore_errors=True)
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.dir)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+
+
+def write_private_file(path, text, mode=0o600):
+    """Write atomically so readers never see half a file."""
+    directory = os.path.dirname(path) or "."
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def process_alive(pid):
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(state):
+    """The status to report: a dead anchor means the container stopped."""
+    status = state.get("status", STOPPED)
+    if status != STOPPED and not process_alive(state.get("pid")):
+        return STOPPED
+    return status

@@ -1,0 +1,102 @@
+"""The anchor's TCP listener: authenticates every connection before use.
+
+Handshakes run in worker threads with a short timeout so a peer that
+connects and says nothing cannot stall the anchor or the real agent.
+"""
+import logging
+import random
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from scrun_rest.errors import UserError
+from scrun_rest.tunnel import wire
+
+log = logging.getLogger("scrun_rest.anchor")
+HANDSHAKE_TIMEOUT = 5.0
+MAX_PENDING = 32
+
+
+class TunnelServer:
+    def __init__(self, loop, host, port_range, key_lookup, on_connection):
+        self.loop = loop
+        self.host = host
+        self.port_range = port_range
+        self.key_lookup = key_lookup
+        self.on_connection = on_connection
+        self.listener = None
+        self.port = None
+        self.pending = 0
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handshake")
+
+    def start(self):
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        low, high = self.port_range
+        ports = list(range(low, high + 1)) if low else [0]
+        random.shuffle(ports)
+        last_error = None
+        for port in ports:
+            try:
+                listener.bind((self.host, port))
+                break
+            except OSError as exc:
+                last_error = exc
+        else:
+            listener.close()
+            raise UserError("cannot listen on %s ports %d-%d: %s" % (
+                self.host, low, high, last_error.strerror if last_error else "no port"))
+        listener.listen(64)
+        listener.setblocking(False)
+        self.listener = listener
+        self.port = listener.getsockname()[1]
+        self.loop.add_reader(listener.fileno(), self._accept)
+
+    @property
+    def address(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def close(self):
+        if self.listener is not None:
+            self.loop.remove_reader(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        self.pool.shutdown(wait=False)
+
+    def _accept(self):
+        try:
+            conn, peer = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.warning("accept failed: %s", exc)
+            return
+        if self.pending >= MAX_PENDING:
+            log.warning("dropping connection from %s: too many handshakes under way", peer[0])
+            conn.close()
+            return
+        self.pending += 1
+        future = self.pool.submit(self._handshake, conn)
+        future.add_done_callback(
+            lambda done: self.loop.call_soon_threadsafe(self._handshake_done, conn, peer, done))
+
+    def _handshake(self, conn):
+        conn.settimeout(HANDSHAKE_TIMEOUT)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        role = wire.server_handshake(conn, self.key_lookup)
+        conn.settimeout(None)
+        return role
+
+    def _handshake_done(self, conn, peer, future):
+        self.pending -= 1
+        try:
+            role = future.result()
+        except (OSError, wire.TunnelError, ValueError) as exc:
+            log.warning("rejected a tunnel connection from %s: %s", peer[0], exc or "timeout")
+            conn.close()
+            return
+        if self.listener is None:
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.on_connection(conn, role, peer)

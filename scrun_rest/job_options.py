@@ -1,0 +1,204 @@
+"""SCRUN_* job input variables: one table from variable to Slurm setting.
+
+Each variable becomes a field of the REST job request (named as in
+slurmrestd's v0.0.38 job description; rest/ translates for newer APIs), an
+option of the container's srun step, or both. Sources: the environment of
+`create` and config.json's process.env, which wins. Nothing else of the
+container's environment is taken.
+"""
+import re
+
+from scrun_rest import slurm_time
+from scrun_rest.errors import UserError
+
+
+# -- value parsers: each returns the value to use or raises ValueError -------
+def text(value):
+    if not value.strip():
+        raise ValueError("it is empty")
+    return value.strip()
+
+
+def count(value):
+    if not re.match(r"^\s*\d+\s*$", value) or int(value) < 1:
+        raise ValueError("it is not a positive whole number")
+    return int(value)
+
+
+def minutes(value):
+    result = slurm_time.to_minutes(value)
+    return "INFINITE" if result == slurm_time.INFINITE else result
+
+
+_MEMORY_UNITS = {"": 1, "K": 1.0 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def megabytes(value):
+    match = re.match(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", value, re.IGNORECASE)
+    if not match:
+        raise ValueError("it is not a size such as 512M or 4G")
+    size = int(match.group(1)) * _MEMORY_UNITS[match.group(2).upper()]
+    return max(1, int(size)) if int(match.group(1)) else 0
+
+
+def node_count(value):
+    match = re.match(r"^\s*(\d+)(?:\s*-\s*(\d+))?\s*$", value)
+    if not match or int(match.group(1)) < 1 or (
+            match.group(2) and int(match.group(2)) < int(match.group(1))):
+        raise ValueError("it is not a node count such as 2 or 1-4")
+    return value.replace(" ", "")
+
+
+def flag(value):
+    """A switch: set, empty, 1, yes or true all turn it on."""
+    lowered = value.strip().lower()
+    if lowered in ("", "1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off"):
+        return False
+    raise ValueError("it is not yes or no")
+
+
+def exclusive(value):
+    lowered = value.strip().lower()
+    if lowered in ("user", "mcs"):
+        return lowered
+    return flag(value)
+
+
+# -- the table ---------------------------------------------------------------
+# variable: (job field or None, srun option or None, parser)
+TABLE = {
+    "SCRUN_ACCOUNT": ("account", None, text),
+    "SCRUN_ACCTG_FREQ": ("account_gather_frequency", None, text),
+    "SCRUN_BURST_BUFFER": ("burst_buffer", None, text),
+    "SCRUN_CLUSTER_CONSTRAINT": ("cluster_constraint", None, text),
+    "SCRUN_CLUSTERS": ("clusters", None, text),
+    "SCRUN_CONSTRAINT": ("constraints", None, text),
+    "SCRUN_CORE_SPEC": ("core_specification", None, count),
+    "SLURM_CORE_SPEC": ("core_specification", None, count),
+    "SCRUN_CPU_BIND": (None, "--cpu-bind", text),
+    "SCRUN_CPU_FREQ_REQ": (None, "--cpu-freq", text),
+    "SCRUN_CPUS_PER_GPU": ("cpus_per_gpu", None, count),
+    "SCRUN_CPUS_PER_TASK": ("cpus_per_task", "--cpus-per-task", count),
+    "SCRUN_DELAY_BOOT": ("delay_boot", None, minutes),
+    "SCRUN_DEPENDENCY": ("dependency", None, text),
+    "SCRUN_DISTRIBUTION": (None, "--distribution", text),
+    "SCRUN_EPILOG": (None, "--epilog", text),
+    "SCRUN_EXACT": (None, "--exact", flag),
+    "SCRUN_EXCLUSIVE": ("exclusive", None, exclusive),
+    "SCRUN_GPU_BIND": (None, "--gpu-bind", text),
+    "SCRUN_GPU_FREQ": (None, "--gpu-freq", text),
+    "SCRUN_GPUS": ("gpus", None, text),
+    "SCRUN_GPUS_PER_NODE": ("gpus_per_node", None, text),
+    "SCRUN_GPUS_PER_SOCKET": ("gpus_per_socket", None, text),
+    "SCRUN_GPUS_PER_TASK": ("gpus_per_task", None, text),
+    "SCRUN_GRES_FLAGS": ("gres_flags", None, text),
+    "SCRUN_GRES": ("gres", None, text),
+    "SCRUN_HINT": (None, "--hint", text),
+    "SCRUN_JOB_NAME": ("name", None, text),
+    "SCRUN_JOB_NODELIST": ("required_nodes", None, text),
+    "SCRUN_JOB_NUM_NODES": ("nodes", "--nodes", node_count),
+    "SCRUN_LABELIO": (None, None, flag),
+    "SCRUN_MEM_BIND": (None, "--mem-bind", text),
+    "SCRUN_MEM_PER_CPU": ("memory_per_cpu", None, megabytes),
+    "SCRUN_MEM_PER_GPU": ("memory_per_gpu", None, megabytes),
+    "SCRUN_MEM_PER_NODE": ("memory_per_node", None, megabytes),
+    "SCRUN_MPI_TYPE": (None, "--mpi", text),
+    "SCRUN_NCORES_PER_SOCKET": ("cores_per_socket", None, count),
+    "SCRUN_NETWORK": (None, "--network", text),
+    "SCRUN_NSOCKETS_PER_NODE": ("sockets_per_node", None, count),
+    "SCRUN_NTASKS": ("tasks", None, count),
+    "SCRUN_NTASKS_PER_CORE": ("tasks_per_core", "--ntasks-per-core", count),
+    "SCRUN_NTASKS_PER_GPU": (None, "--ntasks-per-gpu", count),
+    "SCRUN_NTASKS_PER_NODE": ("tasks_per_node", "--ntasks-per-node", count),
+    "SCRUN_NTASKS_PER_TRES": ("ntasks_per_tres", None, count),
+    "SCRUN_OPEN_MODE": ("open_mode", None, text),
+    "SCRUN_OVERCOMMIT": (None, "--overcommit", flag),
+    # Every scrun-rest step already overlaps so exec can join the container.
+    "SCRUN_OVERLAP": (None, None, flag),
+    "SCRUN_PARTITION": ("partition", None, text),
+    "SCRUN_POWER": (None, "--power", text),
+    "SCRUN_PROFILE": (None, "--profile", text),
+    "SCRUN_PROLOG": (None, "--prolog", text),
+    "SCRUN_QOS": ("qos", None, text),
+    "SCRUN_REMOTE_CWD": (None, "--chdir", text),
+    "SCRUN_REQ_SWITCH": ("required_switches", None, count),
+    "SCRUN_RESERVATION": ("reservation", None, text),
+    "SCRUN_SIGNAL": ("signal", None, text),
+    "SCRUN_SLURMD_DEBUG": (None, "--slurmd-debug", text),
+    "SCRUN_SPREAD_JOB": ("spread_job", None, flag),
+    "SCRUN_TASK_EPILOG": (None, "--task-epilog", text),
+    "SCRUN_TASK_PROLOG": (None, "--task-prolog", text),
+    "SCRUN_THREAD_SPEC": ("thread_specification", None, count),
+    "SCRUN_THREADS_PER_CORE": ("threads_per_core", "--threads-per-core", count),
+    "SCRUN_THREADS": (None, "--threads", count),
+    "SCRUN_TIMELIMIT": ("time_limit", None, minutes),
+    "SCRUN_TRES_PER_TASK": ("tres_per_task", None, text),
+    # Stdio never rides srun here, so it is unbuffered already.
+    "SCRUN_UNBUFFEREDIO": (None, None, flag),
+    "SCRUN_USE_MIN_NODES": (None, "--use-min-nodes", flag),
+    "SCRUN_WAIT4SWITCH": ("wait_for_switch", None, minutes),
+    "SCRUN_WCKEY": ("wckey", None, text),
+    "SCRUN_WORKING_DIR": ("current_working_directory", None, text),
+}
+
+# Settings that are not job options but that we honour from process.env.
+OTHER_SETTINGS = ("SCRUN_DEBUG", "SCRUN_STDERR_DEBUG", "SCRUN_SYSLOG_DEBUG",
+                  "SCRUN_FILE_DEBUG")
+
+
+class JobOptions:
+    """The parsed variables: job fields, srun options and our own switches."""
+
+    def __init__(self):
+        self.fields = {}
+        self.step_args = []
+        self.sources = {}
+        self.labelio = False
+        self.ntasks = 1
+        self.settings = {}
+
+    def variable_for(self, field):
+        return self.sources.get(field, field)
+
+
+def collect(create_env, process_env):
+    """SCRUN_* from create's environment and config.json; the latter wins."""
+    values = {}
+    for key, value in create_env.items():
+        if key in TABLE or key in OTHER_SETTINGS:
+            values[key] = value
+    for entry in process_env or ():
+        key, sep, value = str(entry).partition("=")
+        if sep and (key in TABLE or key in OTHER_SETTINGS):
+            values[key] = value
+    return values
+
+
+def parse(values):
+    options = JobOptions()
+    for name in sorted(values):
+        if name in OTHER_SETTINGS:
+            options.settings[name] = values[name]
+            continue
+        field, srun_option, parser = TABLE[name]
+        try:
+            value = parser(values[name])
+        except ValueError as exc:
+            raise UserError("%s=%s is invalid: %s" % (name, _short(values[name]), exc))
+        if name == "SCRUN_LABELIO":
+            options.labelio = value
+        if name == "SCRUN_NTASKS":
+            options.ntasks = value
+        if field is not None and value is not False:
+            options.fields[field] = value
+            options.sources[field] = name
+        if srun_option is not None and value is not False:
+            options.step_args.append(srun_option if value is True
+                                     else "%s=%s" % (srun_option, value))
+    return options
+
+
+def _short(value):
+    return value if len(value) <= 40 else value[:37] + "..."

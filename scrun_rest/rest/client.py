@@ -1,0 +1,270 @@
+"""The slurmrestd client callers use: one object per RestUrl.
+
+It picks the newest API version the server serves, authenticates every
+request with the caller's token, and turns every answer into normalised
+results or one of the exceptions in rest.errors. Version differences are
+looked up in rest.versions, never decided here.
+"""
+import logging
+import signal as signal_module
+import threading
+
+from ..auth import scrub
+from . import versions
+from .cache import VersionCache
+from .errors import AuthRejected, JobNotFound, RestError
+from .transport import CONNECT_ONLY, IDEMPOTENT, Transport
+
+log = logging.getLogger("scrun_rest.rest")
+
+
+class RestClient:
+    """Talks to the slurmrestd at config's RestUrl as the token's user."""
+
+    def __init__(self, config, token_source, cache=None, transport=None):
+        if transport is None:
+            transport = Transport(config.require("RestUrl"),
+                                  timeout=float(config.get_int("RestTimeout", minimum=1) or 30),
+                                  ca_file=config.get("RestCaFile"))
+        self._transport = transport
+        self._tokens = token_source
+        self._cache = cache if cache is not None else VersionCache()
+        self._version = None
+        self._discovering = threading.Lock()  # the anchor calls from worker threads
+        self.url = transport.url
+        self.release = None
+        self.last_submit_message = None
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def requests_made(self):
+        """HTTP requests sent so far, retries and version probes included."""
+        return self._transport.requests_made
+
+    @property
+    def api_version(self):
+        """The API version in use ("v0.0.38"), discovered on first need."""
+        if self._version is None:
+            with self._discovering:
+                if self._version is None:
+                    self._discover(use_cache=True)
+        return self._version
+
+    @property
+    def version(self):
+        """Same as api_version."""
+        return self.api_version
+
+    def close(self):
+        self._transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- operations ----------------------------------------------------------
+
+    def ping(self):
+        """The controllers slurmrestd reaches, as [Controller]."""
+        version, payload = self._call("GET", "ping")
+        self.release = versions.release_of(version, payload) or self.release
+        return versions.controllers(version, payload)
+
+    def info(self):
+        """The Slurm release string ("22.05.8") if the server tells it, else None."""
+        if self.release is None:
+            self.ping()
+        return self.release
+
+    def submit(self, request):
+        """Queue a batch job from a normalised request; its job id.
+
+        Fields the server's API version cannot express raise UnsupportedField
+        before anything is sent.
+        """
+        version, payload = self._call(
+            "POST", "job/submit", retry=CONNECT_ONLY,
+            body=lambda v: versions.submit_body(v, request))
+        job_id = versions.submitted_job_id(version, payload)
+        if job_id is None:
+            raise RestError("slurmrestd at %s accepted the job but sent no job id" % self.url,
+                            url=self.url)
+        message = payload.get("job_submit_user_msg")
+        self.last_submit_message = message if isinstance(message, str) and message else None
+        return job_id
+
+    def check_request(self, request):
+        """Raise UnsupportedField/InvalidField now if submit(request) could not be sent."""
+        versions.submit_body(self.api_version, request)
+
+    def job(self, job_id):
+        """JobInfo for one job; JobNotFound once Slurm has forgotten it."""
+        job_id = _job_id(job_id)
+        version, payload = self._call("GET", "job/%d" % job_id, job_id=job_id)
+        info = versions.job_info(version, payload, job_id)
+        if info is None:
+            raise self._not_found(job_id, None)
+        return info
+
+    def signal(self, job_id, signal):
+        """Send a signal (number or name) to every process of the job."""
+        job_id = _job_id(job_id)
+        number = _signal_number(signal)
+        self._delete(job_id, {"signal": number})
+
+    def cancel(self, job_id):
+        """Cancel the job (Slurm's default: SIGKILL to the whole job)."""
+        self._delete(_job_id(job_id), None)
+
+    # -- internals -------------------------------------------------------------
+
+    def _delete(self, job_id, params):
+        version, payload = self._call("DELETE", "job/%d" % job_id, job_id=job_id, params=params)
+        for errno, text in versions.delete_failures(version, payload):
+            if errno == versions.ERRNO_INVALID_JOB_ID:
+                raise self._not_found(job_id, text)
+            raise self._slurm_error(errno, text, "DELETE", "job/%d" % job_id, None)
+
+    def _discover(self, use_cache):
+        if use_cache:
+            cached = self._cache.get(self.url)
+            if cached and cached["version"] in versions.SHAPES:
+                self._version, self.release = cached["version"], cached.get("release")
+                return
+        for version in versions.NEWEST_FIRST:
+            response = self._send("GET", "/slurm/%s/ping" % version, None, None, IDEMPOTENT)
+            if response.status_code == 404:
+                continue  # this version is not served here
+            payload = self._check(version, response, "GET", "ping", None)
+            self._version = version
+            self.release = versions.release_of(version, payload)
+            self._cache.put(self.url, version, self.release)
+            log.debug("slurmrestd at %s: API %s, Slurm %s", self.url, version,
+                      self.release or "release unknown")
+            return
+        raise RestError("slurmrestd at %s serves none of the API versions scrun-rest "
+                        "speaks (%s to %s)" % (self.url, versions.NEWEST_FIRST[-1],
+                                                versions.NEWEST_FIRST[0]), url=self.url)
+
+    def _call(self, method, op, job_id=None, params=None, body=None, retry=IDEMPOTENT):
+        """(version, payload) of one operation; re-probes once if the version vanished."""
+        for attempt in (1, 2):
+            version = self.api_version
+            data = body(version) if callable(body) else body
+            response = self._send(method, "/slurm/%s/%s" % (version, op), params, data, retry)
+            if attempt == 1 and response.status_code == 404 and not _is_json(response):
+                # A plain-text 404 means the path is not served: slurmrestd was
+                # upgraded under a cached version. Find the new one and retry.
+                log.debug("slurmrestd at %s no longer serves %s; probing again", self.url, version)
+                self._cache.forget(self.url)
+                self._version = None
+                self._discover(use_cache=False)
+                if self._version != version:
+                    continue
+            return version, self._check(version, response, method, op, job_id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method, path, params, body, retry):
+        headers = {"Accept": "application/json", "X-SLURM-USER-TOKEN": self._tokens.token()}
+        # 22.05 needs the user name too; later releases take it if it matches.
+        # Never add "Authorization: Bearer": 23.02+ reject both at once.
+        user = self._tokens.user
+        if user:
+            headers["X-SLURM-USER-NAME"] = user
+        return self._transport.request(method, path, headers=headers, params=params,
+                                       body=body, retry=retry)
+
+    def _check(self, version, response, method, op, job_id):
+        """The answer's JSON object, or the right exception."""
+        status = response.status_code
+        payload = _json_object(response)
+        errors = versions.errors_of(version, payload) if payload is not None else []
+        errno, text = next((e for e in errors if e[0]), errors[0] if errors else (None, None))
+        for warning in (payload or {}).get("warnings") or ():
+            log.debug("slurmrestd warning: %s", warning)
+        if status in (401, 511) or (
+                status >= 400 and any(e in versions.AUTH_ERRNOS for e, _ in errors)):
+            detail = (": " + text) if text else ""
+            raise AuthRejected("slurmrestd at %s rejected the token (HTTP %d)%s"
+                               % (self.url, status, detail), url=self.url,
+                               http_status=status, slurm_errno=errno, text=text)
+        if job_id is not None and (status == 404 or any(
+                e == versions.ERRNO_INVALID_JOB_ID for e, _ in errors)):
+            raise self._not_found(job_id, text, status)
+        if status >= 400 or errors:
+            if errors:
+                raise self._slurm_error(errno, text, method, op, status)
+            raise RestError("slurmrestd at %s answered HTTP %d to %s %s%s"
+                            % (self.url, status, method, op, _excerpt(response)),
+                            url=self.url, http_status=status, text=_body_text(response))
+        if payload is None:
+            raise RestError("slurmrestd at %s sent an unreadable answer to %s %s (HTTP %d, %s)%s"
+                            % (self.url, method, op, status,
+                               response.headers.get("Content-Type") or "no content type",
+                               _excerpt(response)),
+                            url=self.url, http_status=status, text=_body_text(response))
+        return payload
+
+    def _not_found(self, job_id, text, status=None):
+        return JobNotFound("Slurm error %d: %s (job %d, slurmrestd at %s)"
+                           % (versions.ERRNO_INVALID_JOB_ID, "Invalid job id specified",
+                              job_id, self.url),
+                           url=self.url, http_status=status,
+                           slurm_errno=versions.ERRNO_INVALID_JOB_ID, text=text)
+
+    def _slurm_error(self, errno, text, method, op, status):
+        prefix = ("Slurm error %d: " % errno) if errno else ""
+        return RestError("%s%s (slurmrestd at %s, %s %s)" % (prefix, text, self.url, method, op),
+                         url=self.url, http_status=status, slurm_errno=errno, text=text)
+
+
+def _job_id(job_id):
+    try:
+        number = int(job_id)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0 or isinstance(job_id, bool):
+        raise RestError("%r is not a Slurm job id" % (job_id,))
+    return number
+
+
+def _signal_number(sig):
+    """Signal as a number: 15, "15", "TERM", "SIGTERM" all give 15."""
+    if isinstance(sig, int) and not isinstance(sig, bool) and 0 < sig < 128:
+        return int(sig)
+    text = str(sig).strip().upper()
+    if text.isdigit() and 0 < int(text) < 128:
+        return int(text)
+    name = text if text.startswith("SIG") else "SIG" + text
+    number = getattr(signal_module, name, None)
+    if not isinstance(number, int) or name.startswith("SIG_"):
+        raise RestError("%r is not a signal name or number" % (sig,))
+    return int(number)
+
+
+def _is_json(response):
+    return "json" in (response.headers.get("Content-Type") or "").lower()
+
+
+def _json_object(response):
+    """The body as a dict, or None for anything else (HTML, truncated, empty)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _body_text(response):
+    try:
+        return scrub(response.text)[:2000]
+    except Exception:  # undecodable bytes: nothing worth showing
+        return None
+
+
+def _excerpt(response):
+    text = " ".join((_body_text(response) or "").split())
+    return (": " + text[:120]) if text else ""

@@ -1,0 +1,597 @@
+"""Every difference between slurmrestd API versions, kept as data.
+
+Two tables: SHAPES says how each version writes its answers and takes its
+bodies; FIELD_RULES says how each normalised job field is written for a
+range of versions (no rule for a version = the version cannot express it).
+Facts come from Slurm's source (v0.0.38: src/plugins/openapi/v0.0.38/jobs.c
+and slurm_opt.c of 22.05; v0.0.39+: the data_parser plugins of 23.02-26.05)
+and from recordings of a live 22.05 server.
+"""
+import re
+from dataclasses import dataclass
+from typing import Tuple
+
+from .errors import InvalidField, UnsupportedField
+from .model import Controller, JobInfo, JobState
+
+NEWEST_FIRST = ("v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.39", "v0.0.38")
+
+# Slurm error numbers the client reacts to.
+ERRNO_INVALID_JOB_ID = 2017
+ERRNO_ALREADY_DONE = 2021
+AUTH_ERRNOS = frozenset((1007, 9008) + tuple(range(6000, 6012)))
+
+NO_VAL = 0xFFFFFFFE  # Slurm's "not set" for 32-bit numbers
+
+
+@dataclass(frozen=True)
+class Shape:
+    version: str
+    environment: str        # "dict" {K: V}, or "list" ["K=V"]
+    unlimited: object       # how an unlimited time limit is written
+    job_state: str          # "string" (a flag replaces the base state) or "list"
+    exit_code: str          # "wait" raw status, "number" {set,infinite,number} around it, "verbose"
+    errno_keys: Tuple[str, ...]  # keys of errors[] entries that hold the error number
+    meta_slurm: str         # key under "meta" holding {"release", "version"}
+    delete_status: bool     # DELETE answers list per-job failures in status[]
+
+
+_NUMBER_INFINITE = {"set": False, "infinite": True, "number": 0}
+
+SHAPES = {
+    # 22.05's own parser: sbatch option names, dict environment, bare ints;
+    # errors[] mixes {error_number, description} with {error, error_code}.
+    "v0.0.38": Shape("v0.0.38", "dict", "INFINITE", "string", "wait",
+                     ("error_number", "error_code"), "Slurm", False),
+    # First data_parser version: job_desc_msg_t field names, list environment.
+    "v0.0.39": Shape("v0.0.39", "list", _NUMBER_INFINITE, "string", "number",
+                     ("error_number",), "Slurm", False),
+    "v0.0.40": Shape("v0.0.40", "list", _NUMBER_INFINITE, "list", "verbose",
+                     ("error_number",), "slurm", False),
+    # On 24.11+ an unknown job's DELETE here answers 200 with no error at all.
+    "v0.0.41": Shape("v0.0.41", "list", _NUMBER_INFINITE, "list", "verbose",
+                     ("error_number",), "slurm", False),
+    "v0.0.42": Shape("v0.0.42", "list", _NUMBER_INFINITE, "list", "verbose",
+                     ("error_number",), "slurm", True),
+    "v0.0.43": Shape("v0.0.43", "list", _NUMBER_INFINITE, "list", "verbose",
+                     ("error_number",), "slurm", True),
+    "v0.0.44": Shape("v0.0.44", "list", _NUMBER_INFINITE, "list", "verbose",
+                     ("error_number",), "slurm", True),
+}
+
+
+def shape(version):
+    return SHAPES[version]
+
+
+def _minor(version):
+    return int(version.rsplit(".", 1)[1])
+
+
+# ---------------------------------------------------------------------------
+# Value checks: each returns the value in the type the server wants.
+
+def _text(field, value):
+    if not isinstance(value, str) or not value or "\n" in value:
+        raise InvalidField(field, "expected a non-empty one-line string, got %r" % (value,))
+    return value
+
+
+def _int(field, value):
+    if isinstance(value, bool):
+        raise InvalidField(field, "expected a whole number, got %r" % (value,))
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidField(field, "expected a whole number, got %r" % (value,))
+    if number < 0:
+        raise InvalidField(field, "expected a number >= 0, got %r" % (value,))
+    return number
+
+
+def _bool(field, value):
+    if not isinstance(value, bool):
+        raise InvalidField(field, "expected true or false, got %r" % (value,))
+    return value
+
+
+def _node_count(field, value):
+    text = str(value)
+    if not re.fullmatch(r"\d+(-\d+)?", text):
+        raise InvalidField(field, "expected a node count like 2 or 1-3, got %r" % (value,))
+    return text
+
+
+# ---------------------------------------------------------------------------
+# Encoders: (field, value, shape) -> [(body key, body value), ...]
+
+def _key(name, check=_text):
+    return lambda field, value, shp: [(name, check(field, value))]
+
+
+def _minutes(name):
+    def encode(field, value, shp):
+        if isinstance(value, str) and value.upper() in ("INFINITE", "UNLIMITED"):
+            unlimited = shp.unlimited
+            return [(name, dict(unlimited) if isinstance(unlimited, dict) else unlimited)]
+        return [(name, _int(field, value))]
+    return encode
+
+
+def _prefixed(name, prefix, check=_text):
+    return lambda field, value, shp: [(name, prefix + str(check(field, value)))]
+
+
+def _gres_list(name):
+    """gres "gpu:2,foo" as the data_parser wants it: "gres/gpu:2,gres/foo"."""
+    def encode(field, value, shp):
+        items = [item.strip() for item in _text(field, value).split(",") if item.strip()]
+        return [(name, ",".join(i if i.startswith("gres/") else "gres/" + i.replace("gres:", "", 1)
+                                for i in items))]
+    return encode
+
+
+def _job_flag(flag):
+    return lambda field, value, shp: [("flags", [flag])] if _bool(field, value) else []
+
+
+def _sbatch_switch(name):
+    """v0.0.38 options that take no argument: present means on, whatever value."""
+    return lambda field, value, shp: [(name, True)] if _bool(field, value) else []
+
+
+def _requeue_sbatch(field, value, shp):
+    # 22.05 sets requeue for "requeue" whatever its value; false needs no_requeue.
+    return [("requeue" if _bool(field, value) else "no_requeue", True)]
+
+
+def _exclusive_value(field, value, allowed):
+    if value is True or value in allowed:
+        return value
+    if value is False:
+        return None
+    raise InvalidField(field, "expected true, %s, got %r" % (" or ".join(allowed), value))
+
+
+def _exclusive_sbatch(field, value, shp):
+    value = _exclusive_value(field, value, ("user", "mcs"))
+    return [] if value is None else [("exclusive", "exclusive" if value is True else value)]
+
+
+def _exclusive_parser(field, value, shp):
+    value = _exclusive_value(field, value, ("user", "mcs"))
+    return [] if value is None else [("exclusive", value)]
+
+
+def _shared(allowed):
+    def encode(field, value, shp):
+        value = _exclusive_value(field, value, allowed)
+        return [] if value is None else [("shared", ["none" if value is True else value])]
+    return encode
+
+
+def _gres_flags(disable_flag):
+    """--gres-flags as job flags; the disable flag's name changed (GRED typo)."""
+    def encode(field, value, shp):
+        flags = []
+        for item in _text(field, value).split(","):
+            item = item.strip().lower()
+            if item == "enforce-binding":
+                flags.append("GRES_BINDING_ENFORCED")
+            elif item == "disable-binding" and disable_flag:
+                flags.append(disable_flag)
+            else:
+                raise UnsupportedField(field, shp.version, "gres flag %r" % item)
+        return [("flags", flags)]
+    return encode
+
+
+def _open_mode_text(field, value):
+    mode = {"a": "append", "t": "truncate"}.get(str(value).lower(), str(value).lower())
+    if mode not in ("append", "truncate"):
+        raise InvalidField(field, "expected append or truncate, got %r" % (value,))
+    return mode
+
+
+def _open_mode_flags(field, value, shp):
+    return [("open_mode", [_open_mode_text(field, value).upper()])]
+
+
+_PROFILES = ("ENERGY", "LUSTRE", "NETWORK", "TASK")
+
+
+def _profile_flags(field, value, shp):
+    names = [n.strip().upper() for n in _text(field, value).split(",") if n.strip()]
+    if names == ["ALL"]:
+        names = list(_PROFILES)
+    for name in names:
+        if name not in _PROFILES + ("NONE",):
+            raise InvalidField(field, "unknown profile %r" % name)
+    return [("profile", names)]
+
+
+def _power_flags(field, value, shp):
+    if _text(field, value) != "level":
+        raise InvalidField(field, "expected level, got %r" % (value,))
+    return [("power_flags", ["EQUAL_POWER"])]
+
+
+_SIGNAL_SPEC = re.compile(r"(?:([RB]{1,2}):)?([A-Za-z0-9]+)(?:@(\d+))?")
+
+
+def signal_spec(field, value):
+    """--signal=[{R|B}:]<sig>[@<seconds>] split into (flags, signal, seconds)."""
+    match = _SIGNAL_SPEC.fullmatch(_text(field, value))
+    if not match:
+        raise InvalidField(field, "expected [{R|B}:]<signal>[@<seconds>], got %r" % (value,))
+    where, sig, seconds = match.groups()
+    flags = [{"B": "BATCH_JOB", "R": "RESERVATION_JOB"}[c] for c in (where or "")]
+    sig = sig.upper()
+    sig = sig[3:] if sig.startswith("SIG") else sig
+    return flags, sig, int(seconds) if seconds else 60
+
+
+def _kill_warning(field, value, shp):
+    flags, sig, seconds = signal_spec(field, value)
+    pairs = [("kill_warning_signal", sig), ("kill_warning_delay", seconds)]
+    return pairs + ([("kill_warning_flags", flags)] if flags else [])
+
+
+def _minutes_as_seconds(name):
+    return lambda field, value, shp: [(name, 60 * _int(field, value))]
+
+
+# ---------------------------------------------------------------------------
+# Which encoder each normalised field uses, by version range (inclusive).
+
+ALL = ("v0.0.38", "v0.0.44")
+V38 = ("v0.0.38", "v0.0.38")
+V39 = ("v0.0.39", "v0.0.39")
+V40 = ("v0.0.40", "v0.0.40")
+V39_41 = ("v0.0.39", "v0.0.41")
+V40_41 = ("v0.0.40", "v0.0.41")
+V39_UP = ("v0.0.39", "v0.0.44")
+V40_UP = ("v0.0.40", "v0.0.44")
+V41_UP = ("v0.0.41", "v0.0.44")
+V42_UP = ("v0.0.42", "v0.0.44")
+
+
+def _same(name, check=_text):
+    return ((ALL, _key(name, check)),)
+
+
+FIELD_RULES = {
+    "name": _same("name"),
+    "current_working_directory": _same("current_working_directory"),
+    "standard_output": _same("standard_output"),
+    "standard_error": _same("standard_error"),
+    "standard_input": _same("standard_input"),
+    "partition": _same("partition"),
+    "account": _same("account"),
+    "qos": _same("qos"),
+    "reservation": _same("reservation"),
+    "wckey": _same("wckey"),
+    "dependency": _same("dependency"),
+    "container": _same("container"),
+    "constraints": _same("constraints"),
+    "cluster_constraint": _same("cluster_constraint"),
+    "burst_buffer": _same("burst_buffer"),
+    "cpu_frequency": _same("cpu_frequency"),
+    "account_gather_frequency": _same("account_gather_frequency"),
+    "comment": _same("comment"),
+    "hold": _same("hold", _bool),
+    "licenses": _same("licenses"),
+    "time_limit": ((ALL, _minutes("time_limit")),),
+    "time_minimum": ((ALL, _minutes("time_minimum")),),
+    "nodes": _same("nodes", _node_count),
+    "tasks": _same("tasks", _int),
+    "tasks_per_node": _same("tasks_per_node", _int),
+    "cpus_per_task": _same("cpus_per_task", _int),
+    "memory_per_node": _same("memory_per_node", _int),
+    "memory_per_cpu": _same("memory_per_cpu", _int),
+    "ntasks_per_tres": _same("ntasks_per_tres", _int),
+    "sockets_per_node": _same("sockets_per_node", _int),
+    "threads_per_core": _same("threads_per_core", _int),
+    "core_specification": _same("core_specification", _int),
+    "thread_specification": _same("thread_specification", _int),
+    "required_nodes": ((V38, _key("nodelist")), (V39_UP, _key("required_nodes"))),
+    "excluded_nodes": ((V38, _key("exclude_nodes")), (V39_UP, _key("excluded_nodes"))),
+    "tasks_per_core": ((V38, _key("ntasks_per_core", _int)),
+                       (V39_UP, _key("tasks_per_core", _int))),
+    "ntasks_per_gpu": ((V38, _key("ntasks_per_gpu", _int)),
+                       (V39_UP, _key("ntasks_per_tres", _int))),
+    "cpus_per_gpu": ((V38, _key("cpus_per_gpu", _int)),
+                     (V39_UP, _prefixed("cpus_per_tres", "gres/gpu:", _int))),
+    "memory_per_gpu": ((V38, _key("memory_per_gpu", _int)),
+                       (V39_UP, _prefixed("memory_per_tres", "gres/gpu:", _int))),
+    "gres": ((V38, _key("gres")), (V39_UP, _gres_list("tres_per_node"))),
+    "gpus": ((V38, _key("gpus")), (V39_UP, _prefixed("tres_per_job", "gres/gpu:"))),
+    "gpus_per_node": ((V38, _key("gpus_per_node")),
+                      (V39_UP, _prefixed("tres_per_node", "gres/gpu:"))),
+    "gpus_per_socket": ((V38, _key("gpus_per_socket")),
+                        (V39_UP, _prefixed("tres_per_socket", "gres/gpu:"))),
+    "gpus_per_task": ((V38, _key("gpus_per_task")),
+                      (V39_UP, _prefixed("tres_per_task", "gres/gpu:"))),
+    "gpu_bind": ((V38, _key("gpu_binding")), (V39_UP, _prefixed("tres_bind", "gres/gpu:"))),
+    "gpu_freq": ((V38, _key("gpu_frequency")), (V39_UP, _prefixed("tres_freq", "gpu:"))),
+    "tres_per_task": ((V39_UP, _key("tres_per_task")),),
+    "tres_per_node": ((V39_UP, _key("tres_per_node")),),
+    "tres_bind": ((V39_UP, _key("tres_bind")),),
+    # GRES_BINDING_DISABLED was spelt GRED_ until 24.05.x; v0.0.40/41 span both.
+    "gres_flags": ((V38, _key("gres_flags")), (V39, _gres_flags("GRED_BINDING_DISABLED")),
+                   (V40_41, _gres_flags(None)), (V42_UP, _gres_flags("GRES_BINDING_DISABLED"))),
+    "exclusive": ((V38, _exclusive_sbatch), (V39, _exclusive_parser),
+                  (V40_41, _shared(("user", "mcs"))), (V42_UP, _shared(("user", "mcs", "topo")))),
+    "requeue": ((V38, _requeue_sbatch), (V39_UP, _key("requeue", _bool))),
+    # Minutes, as sbatch --delay-boot takes them; 22.05 parses a time string,
+    # the data parsers want seconds.
+    "delay_boot": ((V38, _key("delay_boot", _int)), (V39_UP, _minutes_as_seconds("delay_boot"))),
+    # The data parsers of v0.0.39/40 refuse to parse a distribution at all.
+    "distribution": ((V38, _key("distribution")), (V41_UP, _key("distribution"))),
+    # Only 22.05's options and the v0.0.40 parser take cores_per_socket.
+    "cores_per_socket": ((V38, _key("cores_per_socket", _int)),
+                         (V40, _key("cores_per_socket", _int))),
+    "network": ((V39_UP, _key("network")),),          # disabled in v0.0.38
+    "overcommit": ((V39_UP, _key("overcommit", _bool)),),
+    "clusters": ((V39_UP, _key("clusters")),),
+    "required_switches": ((V39_UP, _key("required_switches", _int)),),
+    "wait_for_switch": ((V39_UP, _minutes_as_seconds("wait_for_switch")),),  # minutes
+    "power": ((V39, _power_flags),),                   # removed from Slurm in 24.05
+    "open_mode": ((V38, _key("open_mode", _open_mode_text)), (V39_UP, _open_mode_flags)),
+    "profile": ((V38, _key("profile")), (V39_UP, _profile_flags)),
+    "signal": ((V38, _key("signal")), (V39_UP, _kill_warning)),
+    "spread_job": ((V38, _sbatch_switch("spread_job")), (V39_UP, _job_flag("SPREAD_JOB"))),
+    "use_min_nodes": ((V38, _sbatch_switch("minimum_nodes")),
+                      (V39_UP, _job_flag("PREFER_MINIMUM_NODE_COUNT"))),
+}
+
+# Body keys several fields may add to: comma-joined strings, or lists.
+_JOINED = frozenset(("tres_per_job", "tres_per_node", "tres_per_socket", "tres_per_task",
+                     "tres_bind", "tres_freq", "flags"))
+
+
+def _rule(field, version):
+    rules = FIELD_RULES.get(field)
+    if rules is None:
+        raise InvalidField(field, "not a job request field scrun-rest knows")
+    minor = _minor(version)
+    for (first, last), encode in rules:
+        if _minor(first) <= minor <= _minor(last):
+            return encode
+    raise UnsupportedField(field, version)
+
+
+def supports(version, field):
+    """Whether `version` can express the normalised job field `field`."""
+    try:
+        _rule(field, version)
+    except UnsupportedField:
+        return False
+    return True
+
+
+def submit_body(version, request):
+    """The POST job/submit body for a normalised job request."""
+    shp = SHAPES[version]
+    request = dict(request)
+    script = _text_block("script", request.pop("script", None))
+    environment = request.pop("environment", None)
+    if not isinstance(environment, dict) or not environment:
+        raise InvalidField("environment", "expected a non-empty dict of strings")
+    for key, value in environment.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key or "=" in key:
+            raise InvalidField("environment", "bad entry %r" % (key,))
+    job = {"environment": dict(environment) if shp.environment == "dict"
+           else ["%s=%s" % item for item in environment.items()]}
+    owners = {}
+    for field in sorted(request):
+        value = request[field]
+        if value is None:
+            continue
+        for key, encoded in _rule(field, version)(field, value, shp):
+            _merge(job, owners, field, key, encoded)
+    return {"script": script, "job": job}
+
+
+def _text_block(field, value):
+    if not isinstance(value, str) or not value:
+        raise InvalidField(field, "expected a non-empty string")
+    return value
+
+
+def _merge(job, owners, field, key, value):
+    if key not in job:
+        job[key], owners[key] = value, field
+    elif key in _JOINED and isinstance(value, list):
+        job[key] = job[key] + value
+    elif key in _JOINED:
+        job[key] = job[key] + "," + value
+    else:
+        raise InvalidField(field, "conflicts with %r (both set %r)" % (owners[key], key))
+
+
+# ---------------------------------------------------------------------------
+# Reading answers.
+
+def errors_of(version, payload):
+    """[(errno or None, text)] from an answer's errors[] (any entry shape)."""
+    shp = SHAPES[version]
+    found = []
+    entries = payload.get("errors") if isinstance(payload, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict):
+            found.append((None, str(entry)))
+            continue
+        errno = next((entry[k] for k in shp.errno_keys if _is_int(entry.get(k))), None)
+        parts = [entry.get(k) for k in ("description", "error") if isinstance(entry.get(k), str)]
+        text = "; ".join(p for p in parts if p) or "unknown error"
+        found.append((errno or None, text))
+    return found
+
+
+def delete_failures(version, payload):
+    """[(errno, text)] per-job failures a DELETE answer lists (v0.0.42+)."""
+    if not SHAPES[version].delete_status or not isinstance(payload, dict):
+        return []
+    failures = []
+    status = payload.get("status")
+    for entry in status if isinstance(status, list) else ():
+        error = entry.get("error") if isinstance(entry, dict) else None
+        if not isinstance(error, dict):
+            continue
+        code = error.get("code")
+        if _is_int(code) and code not in (0, ERRNO_ALREADY_DONE):
+            text = error.get("message") or error.get("string") or "signal failed"
+            failures.append((code, text))
+    return failures
+
+
+def release_of(version, payload):
+    """The Slurm release ("22.05.8") an answer's meta names, if any."""
+    meta = payload.get("meta") if isinstance(payload, dict) else None
+    slurm = meta.get(SHAPES[version].meta_slurm) if isinstance(meta, dict) else None
+    if not isinstance(slurm, dict):
+        return None
+    if isinstance(slurm.get("release"), str):
+        return slurm["release"]
+    ver = slurm.get("version")
+    if isinstance(ver, dict) and all(_is_int(ver.get(k)) for k in ("major", "minor", "micro")):
+        return "%d.%02d.%d" % (ver["major"], ver["minor"], ver["micro"])
+    return None
+
+
+def submitted_job_id(version, payload):
+    job_id = payload.get("job_id") if isinstance(payload, dict) else None
+    return job_id if _is_int(job_id) and job_id > 0 else None
+
+
+def controllers(version, payload):
+    """ping answers: v0.0.38 "ping": "UP"; v0.0.39+ "pinged"; 24.11+ "responding"."""
+    pings = payload.get("pings") if isinstance(payload, dict) else None
+    found = []
+    for entry in pings if isinstance(pings, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("responding"), bool):
+            up = entry["responding"]
+        else:
+            up = str(entry.get("pinged", entry.get("ping", ""))).upper() == "UP"
+        mode = entry.get("mode")
+        found.append(Controller(entry.get("hostname"), up, mode if isinstance(mode, str) else None))
+    return found
+
+
+def job_info(version, payload, job_id):
+    """The JobInfo for job_id from a GET job/{id} answer, or None if absent."""
+    jobs = payload.get("jobs") if isinstance(payload, dict) else None
+    if not isinstance(jobs, list):
+        return None
+    entries = [j for j in jobs if isinstance(j, dict)]
+    entry = next((j for j in entries if j.get("job_id") == job_id), None)
+    if entry is None:
+        return None
+    shp = SHAPES[version]
+    state = _state(entry.get("job_state"))
+    exit_status = exit_signal = None
+    if state.is_terminal or state is JobState.COMPLETING:
+        exit_status, exit_signal = _EXIT_DECODERS[shp.exit_code](entry.get("exit_code"))
+    return JobInfo(
+        job_id=job_id,
+        name=_str_or_none(entry.get("name")),
+        state=state,
+        state_reason=_str_or_none(entry.get("state_reason")),
+        exit_status=exit_status,
+        exit_signal=exit_signal,
+        start_time=_epoch(entry.get("start_time")),
+        end_time=_epoch(entry.get("end_time")),
+        nodes=_str_or_none(entry.get("nodes")),
+        partition=_str_or_none(entry.get("partition")),
+        user_name=_str_or_none(entry.get("user_name")),
+        raw=entry,
+    )
+
+
+# State flags in the order job_state_string() lets them hide the base state
+# (v0.0.38/39 strings), with what each means for a caller; None keeps the base.
+_STATE_FLAGS = (
+    ("COMPLETING", JobState.COMPLETING), ("STAGE_OUT", JobState.COMPLETING),
+    ("CONFIGURING", None), ("RESIZING", None),
+    ("REQUEUED", JobState.REQUEUED), ("REQUEUE_FED", JobState.REQUEUED),
+    ("REQUEUE_HOLD", JobState.REQUEUED), ("SPECIAL_EXIT", JobState.REQUEUED),
+    ("STOPPED", JobState.SUSPENDED), ("REVOKED", JobState.CANCELLED),
+    ("RESV_DEL_HOLD", JobState.PENDING), ("SIGNALING", None),
+)
+_BASE_STATES = {s.value: s for s in JobState
+                if s not in (JobState.COMPLETING, JobState.REQUEUED, JobState.UNKNOWN)}
+
+
+def _state(value):
+    names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    names = [n.upper() for n in names if isinstance(n, str)]
+    base = next((_BASE_STATES[n] for n in names if n in _BASE_STATES), None)
+    kept_base = False
+    for flag, meaning in _STATE_FLAGS:
+        if flag in names:
+            if meaning is not None:
+                return meaning
+            kept_base = True
+    if base is not None:
+        return base
+    return JobState.RUNNING if kept_base else JobState.UNKNOWN
+
+
+def _from_wait_status(raw):
+    """(exit status, signal) from a wait(2) status as Slurm stores it."""
+    if not _is_int(raw) or raw < 0 or raw >= NO_VAL:
+        return None, None
+    if raw & 0x7F == 0:
+        return (raw >> 8) & 0xFF, None
+    if raw & 0x7F != 0x7F:
+        return None, raw & 0x7F
+    return None, None
+
+
+def _exit_from_number(value):
+    return _from_wait_status(_number(value))
+
+
+def _exit_from_verbose(value):
+    if not isinstance(value, dict):
+        return None, None
+    status = value.get("status")
+    status = [s for s in (status if isinstance(status, list) else [status]) if isinstance(s, str)]
+    if "SIGNALED" in status or "CORE_DUMPED" in status:
+        signal = value.get("signal")
+        return None, _number(signal.get("id")) if isinstance(signal, dict) else None
+    if "SUCCESS" in status or "ERROR" in status:
+        return _number(value.get("return_code")), None
+    return None, None
+
+
+_EXIT_DECODERS = {
+    "wait": _from_wait_status,
+    "number": _exit_from_number,
+    "verbose": _exit_from_verbose,
+}
+
+
+def _number(value):
+    """An int from a bare int or {set, infinite, number}; None when unset."""
+    if isinstance(value, dict):
+        if value.get("set") is False or value.get("infinite") is True:
+            return None
+        value = value.get("number")
+    return value if _is_int(value) else None
+
+
+def _epoch(value):
+    number = _number(value)
+    return number if number and number < NO_VAL else None
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _str_or_none(value):
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,166 @@
+"""Framing and mutual authentication for the anchor <-> agent tunnel.
+
+Runs on compute nodes inside the job script, so: stdlib only, Python 3.6+.
+
+A control connection carries length-prefixed JSON messages. A data
+connection carries raw bytes of one stream once the handshake is done, so the
+container can write straight into the socket with no copy in Python.
+
+Handshake (both sides prove they hold the secret; it never crosses the wire):
+    server -> {"v": 1, "nonce": Ns}
+    client -> {"nonce": Nc, "role": {...}, "mac": HMAC(k, "client" Ns Nc role)}
+    server -> {"mac": HMAC(k, "server" Nc Ns role)}      (or closes)
+The role says what the connection is for; it is inside the MAC so nobody can
+replay a handshake under another role.
+"""
+import hashlib
+import hmac
+import json
+import os
+import socket
+import struct
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 8 << 20
+_HEADER = struct.Struct(">I")
+NONCE_BYTES = 32
+
+
+class TunnelError(Exception):
+    """The peer broke the protocol or failed authentication."""
+
+
+def encode(message):
+    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    if len(body) > MAX_FRAME:
+        raise TunnelError("message of %d bytes is too large" % len(body))
+    return _HEADER.pack(len(body)) + body
+
+
+def send(sock, message):
+    sock.sendall(encode(message))
+
+
+def _recv_exact(sock, count):
+    chunks = []
+    while count:
+        chunk = sock.recv(count)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv(sock):
+    """Read one message; None at a clean end of stream."""
+    header = _recv_exact(sock, _HEADER.size)
+    if header is None:
+        return None
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise TunnelError("frame of %d bytes is too large" % length)
+    body = _recv_exact(sock, length)
+    if body is None:
+        raise TunnelError("connection closed inside a frame")
+    return _decode(body)
+
+
+def _decode(body):
+    try:
+        message = json.loads(body.decode("utf-8"))
+    except ValueError:
+        raise TunnelError("frame is not JSON")
+    if not isinstance(message, dict):
+        raise TunnelError("frame is not a JSON object")
+    return message
+
+
+class FrameReader:
+    """Incremental decoder for non-blocking sockets."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+
+    def feed(self, data):
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self._buffer)
+            if length > MAX_FRAME:
+                raise TunnelError("frame of %d bytes is too large" % length)
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            messages.append(_decode(bytes(self._buffer[_HEADER.size:end])))
+            del self._buffer[:end]
+        return messages
+
+
+def _mac(key, label, first, second, role):
+    text = json.dumps(role, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    data = label + b"\0" + first + second + b"\0" + text
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def _hex_nonce(value):
+    try:
+        nonce = bytes.fromhex(value)
+    except (TypeError, ValueError):
+        raise TunnelError("malformed nonce")
+    if len(nonce) != NONCE_BYTES:
+        raise TunnelError("malformed nonce")
+    return nonce
+
+
+def client_handshake(sock, key_for_role, role):
+    """Authenticate to the anchor as `role`; raises TunnelError on failure."""
+    hello = recv(sock)
+    if not hello or hello.get("v") != PROTOCOL_VERSION:
+        raise TunnelError("peer is not a scrun-rest anchor of protocol %d" % PROTOCOL_VERSION)
+    server_nonce = _hex_nonce(hello.get("nonce"))
+    client_nonce = os.urandom(NONCE_BYTES)
+    send(sock, {"nonce": client_nonce.hex(), "role": role,
+                "mac": _mac(key_for_role, b"client", server_nonce, client_nonce, role)})
+    reply = recv(sock)
+    expected = _mac(key_for_role, b"server", client_nonce, server_nonce, role)
+    if not reply or not hmac.compare_digest(str(reply.get("mac", "")), expected):
+        raise TunnelError("the anchor failed to prove it holds the container secret")
+
+
+def server_handshake(sock, key_lookup):
+    """Check a connecting peer; returns its role.
+
+    key_lookup(role) returns the secret for that kind of role, or None when
+    such a connection is not welcome (for example a second agent).
+    """
+    server_nonce = os.urandom(NONCE_BYTES)
+    send(sock, {"v": PROTOCOL_VERSION, "nonce": server_nonce.hex()})
+    answer = recv(sock)
+    if not answer:
+        raise TunnelError("peer closed during the handshake")
+    client_nonce = _hex_nonce(answer.get("nonce"))
+    role = answer.get("role")
+    if not isinstance(role, dict):
+        raise TunnelError("handshake without a role")
+    key = key_lookup(role)
+    if key is None:
+        raise TunnelError("connection of kind %r refused" % str(role.get("kind"))[:20])
+    expected = _mac(key, b"client", server_nonce, client_nonce, role)
+    if not hmac.compare_digest(str(answer.get("mac", "")), expected):
+        raise TunnelError("bad credentials")
+    send(sock, {"mac": _mac(key, b"server", client_nonce, server_nonce, role)})
+    return role
+
+
+def dial(host, port, key, role, timeout=10.0):
+    """Connect and authenticate; returns a blocking socket ready for use."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client_handshake(sock, key, role)
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    return sock
