@@ -57,6 +57,7 @@ class Task:
         self.settings = {}
         self.values = {}
         self.workdir = None
+        self.mode = None
 
     def dial(self, kind, **extra):
         role = dict(self.identity, kind=kind, **extra)
@@ -137,7 +138,7 @@ class Task:
 
     # -- preparing the bundle and command ---------------------------------
     def _prepare(self, setup):
-        mode = setup.get("mode", "run")
+        mode = self.mode = setup.get("mode", "run")
         config = setup["config"]
         rootfs = config.get("root", {}).get("path", "")
         terminal = "tty" in setup["streams"]
@@ -283,14 +284,12 @@ class Task:
             log("%s failed: %s" % (key, exc))
 
     def _cleanup(self):
-        if self.process is not None and self.setup_mode_is_run():
+        # Only the container's own task removes it; an exec merely joined it.
+        if self.process is not None and self.mode == "run" and "container" in self.values:
             if (self.settings.get("DisableCleanup") or "").lower() not in ("yes", "true", "1"):
                 self._run_hook("RunTimeDelete")
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def setup_mode_is_run(self):
-        return self.values.get("container") is not None and "RunTimeRun" in self.settings
 
 
 def _check_runtime(command):

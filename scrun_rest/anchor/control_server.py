@@ -13,12 +13,13 @@ KILL = 9
 
 
 async def _readable(loop, sock):
+    fd = sock.fileno()
     future = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: future.done() or future.set_result(None))
+    loop.add_reader(fd, lambda: future.done() or future.set_result(None))
     try:
         await future
     finally:
-        loop.remove_reader(sock.fileno())
+        loop.remove_reader(fd)
 
 
 async def receive(loop, sock):
@@ -103,6 +104,10 @@ async def _serve_exec(anchor, sock, message, fds):
     listener = asyncio.ensure_future(_exec_client_messages(anchor, sock, session))
     code = await session.exit_future
     listener.cancel()
+    try:
+        await listener
+    except asyncio.CancelledError:
+        pass
     _reply(sock, {"exit": code})
 
 

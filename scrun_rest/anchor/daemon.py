@@ -10,7 +10,15 @@ log = logging.getLogger("scrun_rest.anchor")
 
 def run_anchor(setup):
     # Our logs never go to the container's stderr unless asked.
-    setup.log_settings.apply(default_file=setup.spool.path("anchor.log"))
+    logger = setup.log_settings.apply(default_file=setup.spool.path("anchor.log"))
+    # Nothing may fall through to Python's last-resort handler: our stderr
+    # is the container's stderr.
+    logging.lastResort = None
+    for name in ("asyncio", "concurrent"):
+        other = logging.getLogger(name)
+        other.propagate = False
+        for handler in logger.handlers:
+            other.addHandler(handler)
     log.info("anchor %d for container %s", os.getpid(), setup.container_id)
     anchor = Anchor(setup)
     try:

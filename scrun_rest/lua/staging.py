@@ -165,8 +165,9 @@ class Staging:
         kind = to_text(kind)
         if kind == "error":
             raise UserError("scrun.lua %s failed: %s" % (stage, one_line(to_text(detail))))
-        if kind == "rc" and int(detail) != 0:
-            raise UserError("scrun.lua %s returned %d, not slurm.SUCCESS" % (stage, detail))
+        if kind == "rc" and _code(detail) != 0:
+            raise UserError("scrun.lua %s returned %s, not slurm.SUCCESS"
+                            % (stage, _code(detail)))
         if kind == "other":
             log.info("scrun.lua: %s returned %s, not a number: taken as success, as scrun "
                      "does", stage, to_text(detail))
@@ -183,6 +184,14 @@ class Staging:
             output = {}
         env.update((key, str(value)) for key, value in output.items() if value is not None)
         return env
+
+
+def _code(number):
+    """The return code as scrun's C int cast reads it (nan and inf are errors)."""
+    try:
+        return int(number)
+    except (ValueError, OverflowError):
+        return str(number)
 
 
 def _rootfs(setup):
