@@ -58,6 +58,7 @@ class Task:
         self.values = {}
         self.workdir = None
         self.mode = None
+        self.window = None
 
     def dial(self, kind, **extra):
         role = dict(self.identity, kind=kind, **extra)
@@ -134,6 +135,8 @@ class Task:
             if message is None or message.get("t") == "abort":
                 return False
             if message.get("t") == "go":
+                if message.get("rows"):
+                    self.window = (message["rows"], message["cols"])
                 return True
 
     # -- preparing the bundle and command ---------------------------------
@@ -224,7 +227,8 @@ class Task:
 
     def _spawn_with_terminal(self, argv, sock, setup):
         master, slave = pty.openpty()
-        _set_window_size(master, setup.get("rows"), setup.get("cols"))
+        rows, cols = self.window or (setup.get("rows"), setup.get("cols"))
+        _set_window_size(master, rows, cols)
 
         def make_controlling_terminal():
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)

@@ -377,11 +377,17 @@ class Anchor:
         if session.go_sent:
             return
         session.go_sent = True
+        go = {"t": "go"}
         if session.terminal:
             session.start_terminal_input()
+            # The caller sizes its terminal after create; runc reads the size
+            # when it starts.
+            size = self.setup.window_size() if session.number == 0 else session.window
+            if size:
+                go["rows"], go["cols"] = size
         else:
             session.start_input()
-        session.send_all({"t": "go"})
+        session.send_all(go)
 
     def session_progress(self, session):
         """A task or the step ended: finish the session once all have."""
