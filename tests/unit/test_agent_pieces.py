@@ -1,0 +1,129 @@
+"""The agent's node-side helpers: oci.conf patterns, config edits, lookup."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from scrun_rest.agent import bootstrap, node_config, oci_conf, rootfs_lookup
+from scrun_rest.anchor import job_script
+
+
+def test_pattern_letters():
+    values = {"@": "'a' 'b c'", "b": "/b", "e": "/e", "j": "7", "m": "/m", "n": "n1",
+              "p": "42", "r": "/r", "s": "0", "t": "1", "u": "u", "U": "1000"}
+    pattern = "runc --root=/run/user/%U/ run %n.%u.%j.%s.%t -b %b %% %@"
+    assert oci_conf.expand(pattern, values) == \
+        "runc --root=/run/user/1000/ run n1.u.7.0.1 -b /b % 'a' 'b c'"
+    with pytest.raises(oci_conf.PatternError, match="unknown %x"):
+        oci_conf.expand("run %x", values)
+    with pytest.raises(oci_conf.PatternError):
+        oci_conf.expand("run %", values)
+
+
+def test_node_oci_conf_replaces_our_runtime_commands():
+    node = oci_conf.parse('# site\nRunTimeCreate="crun create %n"\nRunTimeStart=crun start %n\n')
+    merged = oci_conf.merge({"RunTimeRun": "runc run", "RunTimeKill": "runc kill",
+                             "SrunPath": "srun"}, node)
+    assert "RunTimeRun" not in merged and "RunTimeKill" not in merged
+    assert merged["RunTimeCreate"] == "crun create %n" and merged["SrunPath"] == "srun"
+
+
+def podman_like_config():
+    return {
+        "ociVersion": "1.0.2-dev",
+        "process": {"args": ["sh"], "cwd": "/", "env": ["PATH=/bin", "HOME=/root"],
+                    "user": {"uid": 0, "gid": 0, "additionalGids": [10]},
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1 << 40, "soft": 1 << 40}]},
+        "root": {"path": "/rootfs"},
+        "mounts": [{"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                    "options": ["nosuid", "newinstance", "gid=5", "mode=0620"]},
+                   {"destination": "/etc/hosts", "type": "bind", "source": "/nonexistent/hosts",
+                    "options": ["bind"]}],
+        "hooks": {"prestart": [{"path": "/usr/libexec/podman/hook"}]},
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/run/netns/gone"}],
+                  "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
+                  "cgroupsPath": "user.slice:libpod:x", "resources": {"pids": {"limit": 10}}},
+    }
+
+
+def test_adapt_makes_a_rootless_config():
+    config = node_config.adapt(podman_like_config(), 2000, 2000, {"SLURM_JOB_ID": "5",
+                                                                   "HOME": "/other"}, False)
+    linux = config["linux"]
+    assert {"type": "user"} in linux["namespaces"]
+    assert {"type": "network"} in linux["namespaces"]
+    assert linux["uidMappings"] == [{"containerID": 0, "hostID": 2000, "size": 1}]
+    assert "cgroupsPath" not in linux and "resources" not in linux
+    assert "hooks" not in config
+    assert config["mounts"][0]["options"] == ["nosuid", "newinstance", "mode=0620"]
+    assert len(config["mounts"]) == 1
+    assert "additionalGids" not in config["process"]["user"]
+    # The container's own variables win over the job's.
+    assert config["process"]["env"] == ["PATH=/bin", "HOME=/root", "SLURM_JOB_ID=5"]
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert config["process"]["rlimits"][0]["hard"] <= hard or hard == resource.RLIM_INFINITY
+
+
+@pytest.fixture
+def rootfs(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "usr").mkdir()
+    os.symlink("../bin", tmp_path / "usr" / "bin")
+    tool = tmp_path / "bin" / "busybox"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    os.symlink("busybox", tmp_path / "bin" / "sh")
+    (tmp_path / "bin" / "data").write_text("x")
+    os.symlink("/bin/sh", tmp_path / "bin" / "abs")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["sh"], None), (["/usr/bin/sh"], None), (["abs"], None),
+    (["nope"], 127), (["/bin/nope"], 127), (["/bin/data"], 126), (["data"], 127),
+])
+def test_program_lookup_inside_the_rootfs(rootfs, args, expected):
+    problem = rootfs_lookup.check_executable(rootfs, {"args": args, "env": ["PATH=/usr/bin"]})
+    assert (problem[0] if problem else None) == expected
+
+
+def test_lookup_does_not_escape_the_rootfs(rootfs):
+    os.symlink("/../../../../bin/sh", os.path.join(rootfs, "bin", "escape"))
+    assert rootfs_lookup.check_executable(rootfs, {"args": ["/bin/escape"]}) is None
+    assert rootfs_lookup._resolve(rootfs, "/bin/escape").startswith(rootfs)
+
+
+def test_job_script_runs_the_agent_from_its_own_sources(tmp_path):
+    """The script must carry everything: run it with no scrun_rest installed."""
+    script = job_script.build("cid", "127.0.0.1", 9, "00" * 32, python=sys.executable,
+                              dial_timeout=0)
+    path = tmp_path / "job.py"
+    path.write_text(script)
+    result = subprocess.run([sys.executable, "-S", "-I", str(path)], capture_output=True,
+                            text=True, timeout=30, cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert "cannot reach the anchor at 127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_task_boot_decodes_sources_from_the_environment(tmp_path):
+    env = {bootstrap.CODE_ENV: bootstrap.pack_sources(job_script.agent_sources()),
+           "PATH": os.environ["PATH"]}
+    result = subprocess.run([sys.executable, "-S", "-I", "-c", bootstrap.TASK_BOOT, "task"],
+                            env=env, capture_output=True, text=True, timeout=30,
+                            cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "SCRUN_REST_TASK is missing" in result.stderr
+
+
+@pytest.mark.parametrize("module", sorted(job_script.AGENT_MODULES))
+def test_agent_modules_parse_as_python_3_6(module):
+    """Compute nodes may have an old python3: keep the grammar to 3.6."""
+    import ast
+    source = job_script.agent_sources()[module]
+    ast.parse(source, feature_version=(3, 6))
+    for banned in ("capture_output=", "text=True", ":=", "removeprefix", "asyncio.run("):
+        assert banned not in source, "%s uses %s (not in Python 3.6)" % (module, banned)

@@ -1,0 +1,122 @@
+"""`scrun-rest check`: what it prints and its exit status."""
+import base64
+import io
+import json
+import pathlib
+
+import pytest
+import requests
+import responses
+
+from scrun_rest.cli.check import run_check
+from scrun_rest.config import Config
+from scrun_rest.rest import versions
+
+URL = "http://check.test:6820"
+NOW = 1_700_000_000
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "rest"
+
+
+def token(exp=NOW + 7200, sun="alice"):
+    part = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()  # noqa
+    return "%s.%s.c2ln" % (part({"alg": "HS256"}), part({"sun": sun, "exp": exp, "iat": NOW}))
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setattr("scrun_rest.rest.transport.time.sleep", lambda s: None)
+
+
+def check(env_token=None, url=URL):
+    out = io.StringIO()
+    config = Config({"RestUrl": url} if url else {}, path="/etc/scrun-rest/scrun-rest.conf",
+                    environ={})
+    env = {"SLURM_JWT": env_token} if env_token else {}
+    status = run_check(config, out=out, environ=env, clock=lambda: NOW)
+    return status, out.getvalue()
+
+
+def serve(rsps, version):
+    for newer in versions.NEWEST_FIRST[:versions.NEWEST_FIRST.index(version)]:
+        rsps.add("GET", "%s/slurm/%s/ping" % (URL, newer), status=404, body="nope",
+                 content_type="text/plain")
+    record = json.loads((FIXTURES / version / "ping.json").read_text())
+    rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), json=record["body"])
+    rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), json=record["body"])
+    return versions.release_of(version, record["body"])
+
+
+def test_ready(tmp_path):
+    with responses.RequestsMock() as rsps:
+        release = serve(rsps, "v0.0.41")
+        status, text = check(token())
+    assert status == 0
+    assert "slurmrestd URL:      %s\n" % URL in text
+    assert "API version:         v0.0.41\n" in text
+    assert "slurmrestd release:  %s\n" % release in text
+    assert "token user:          alice\n" in text
+    assert "token expires:       2023-11-15T00:13:20Z (in 2 h 0 min)\n" in text
+    assert "slurmctld:           testbed UP (primary)\n" in text
+    assert text.endswith("ready to submit\n") and "problem" not in text
+    assert token() not in text
+
+
+def test_unreachable():
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.44/ping", body=requests.exceptions.ConnectionError(
+            "Max retries exceeded (Caused by NewConnectionError: Connection refused)"))
+        status, text = check(token())
+    assert status != 0
+    assert "problem: slurmrestd at %s is unreachable: connection refused\n" % URL in text
+
+
+def test_token_rejected():
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.44/ping", status=401, body="Authentication failure")
+        status, text = check(token())
+    assert status != 0 and "problem: slurmrestd at %s rejected the token (HTTP 401)" % URL in text
+
+
+def test_expired_token_still_checks_reachability():
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/openapi/v3", status=401, body="Authentication failure")
+        status, text = check(token(exp=NOW - 60))
+    problems = [l for l in text.splitlines() if l.startswith("problem:")]
+    assert status != 0 and len(problems) == 1
+    assert "expired at 2023-11-14T22:12:20Z" in problems[0]
+
+
+def test_expired_token_and_dead_server_are_two_problems():
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/openapi/v3", body=requests.exceptions.ConnectionError(
+            "NewConnectionError: Connection refused"))
+        status, text = check(token(exp=NOW - 60))
+    problems = [l for l in text.splitlines() if l.startswith("problem:")]
+    assert status != 0 and len(problems) == 2 and "unreachable" in problems[1]
+
+
+def test_no_supported_version():
+    with responses.RequestsMock() as rsps:
+        for version in versions.NEWEST_FIRST:
+            rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), status=404, body="nope")
+        status, text = check(token())
+    assert status != 0 and "serves none of the API versions" in text
+
+
+def test_no_url_and_no_token():
+    status, text = check(None, url=None)
+    problems = [l for l in text.splitlines() if l.startswith("problem:")]
+    assert status != 0 and len(problems) == 2
+    assert "RestUrl is not set" in problems[0] and "no Slurm token" in problems[1]
+
+
+def test_controller_down():
+    body = {"meta": {}, "errors": [], "pings": [{"hostname": "ctl", "pinged": "DOWN",
+                                                "mode": "primary"}]}
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.44/ping", json=body)
+        rsps.add("GET", URL + "/slurm/v0.0.44/ping", json=body)
+        status, text = check(token())
+    assert status != 0 and "slurmctld:           ctl DOWN (primary)" in text
+    assert "cannot reach any slurmctld" in text

@@ -1,0 +1,476 @@
+"""RestClient against replayed slurmrestd answers: discovery, operations, errors, retries."""
+import json
+import logging
+import pathlib
+
+import pytest
+import requests
+import responses
+from responses import matchers
+
+from scrun_rest.config import Config
+from scrun_rest.rest import (AuthRejected, JobNotFound, JobState, RestClient, RestError,
+                             RestUnreachable, UnsupportedField)
+from scrun_rest.rest import transport as transport_module
+from scrun_rest.rest import versions
+from scrun_rest.rest.cache import VersionCache
+from scrun_rest.rest.transport import Transport
+
+URL = "http://rest.test:6820"
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "rest"
+ALL = versions.NEWEST_FIRST
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.c2VjcmV0LXNpZ25hdHVyZQ"
+
+
+def fixture(version, name):
+    return json.loads((FIXTURES / version / (name + ".json")).read_text())
+
+
+def fixture_versions(name):
+    return [v for v in ALL if (FIXTURES / v / (name + ".json")).exists()]
+
+
+class FakeTokens:
+    user = "alice"
+    expires_at = 9999999999
+
+    def token(self):
+        return TOKEN
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(tmp_path, clock):
+    def make(url=URL, version=None, values=None):
+        cache = VersionCache(str(tmp_path))
+        if version:
+            cache.put(url, version, "test")
+        config = Config(dict({"RestUrl": url}, **(values or {})), environ={})
+        transport = Transport(url, timeout=30.0, ca_file=config.get("RestCaFile"),
+                              sleep=clock.sleep, clock=clock)
+        return RestClient(config, FakeTokens(), cache=cache, transport=transport)
+    return make
+
+
+def replay(rsps, record, url=URL):
+    """Register one recorded answer with responses."""
+    kwargs = {}
+    if record.get("query"):
+        kwargs["match"] = [matchers.query_param_matcher(
+            {k: str(v) for k, v in record["query"].items()})]
+    body = record["body"]
+    text = json.dumps(body) if not isinstance(body, str) else body
+    rsps.add(record["method"], url + record["path"], body=text, status=record["status"],
+             content_type=record["content_type"] or "text/plain", **kwargs)
+
+
+def serve_version(rsps, version, url=URL):
+    """Newer versions 404 as text, this one answers ping."""
+    for newer in ALL[:ALL.index(version)]:
+        rsps.add("GET", "%s/slurm/%s/ping" % (url, newer), body="Unable find requested URL",
+                 status=404, content_type="text/plain")
+    replay(rsps, fixture(version, "ping"), url)
+
+
+# -- discovery -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", fixture_versions("ping"))
+def test_discovery_probes_newest_first(make_client, version, tmp_path):
+    with responses.RequestsMock() as rsps:
+        serve_version(rsps, version)
+        client = make_client()
+        assert client.api_version == version
+        assert client.requests_made == ALL.index(version) + 1
+        assert [c.request.url.split("/")[4] for c in rsps.calls] == list(ALL[:ALL.index(version) + 1])
+        release = versions.release_of(version, fixture(version, "ping")["body"])
+        assert client.release == release and client.info() == release
+        assert client.requests_made == ALL.index(version) + 1  # info() needed no request
+    cached = VersionCache(str(tmp_path)).get(URL)
+    assert cached["version"] == version and cached["release"] == release
+
+
+def test_cached_version_needs_no_probe(make_client):
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture("v0.0.41", "job_running"))
+        client = make_client(version="v0.0.41")
+        assert client.job(43).state is JobState.RUNNING
+        assert client.requests_made == 1
+
+
+def test_cached_version_that_404s_is_probed_again_once(make_client, tmp_path):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.39/job/43", body="Unable find requested URL",
+                 status=404, content_type="text/plain")
+        serve_version(rsps, "v0.0.42")
+        replay(rsps, fixture("v0.0.42", "job_running"))
+        client = make_client(version="v0.0.39")
+        assert client.job(43).state is JobState.RUNNING
+        assert client.api_version == "v0.0.42"
+    assert VersionCache(str(tmp_path)).get(URL)["version"] == "v0.0.42"
+
+
+def test_no_known_version(make_client):
+    with responses.RequestsMock() as rsps:
+        for version in ALL:
+            rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), status=404, body="nope")
+        with pytest.raises(RestError, match="serves none of the API versions"):
+            make_client().api_version
+
+
+# -- operations ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ALL)
+def test_submit_sends_the_versions_body(make_client, version):
+    if not (FIXTURES / version / "submit_ok.json").exists():
+        pytest.skip("no recording")
+    request = {"script": "#!/bin/sh\nexit 3\n", "environment": {"PATH": "/bin"},
+               "name": "t", "time_limit": "INFINITE", "requeue": False}
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture(version, "submit_ok"))
+        job_id = make_client(version=version).submit(request)
+        sent = rsps.calls[0].request
+    assert job_id == fixture(version, "submit_ok")["body"]["job_id"]
+    assert json.loads(sent.body) == versions.submit_body(version, request)
+    assert sent.headers["Content-Type"] == "application/json"
+
+
+def test_unsupported_field_fails_before_sending(make_client):
+    with responses.RequestsMock() as rsps:
+        client = make_client(version="v0.0.38")
+        with pytest.raises(UnsupportedField) as info:
+            client.submit({"script": "x", "environment": {"A": "b"}, "overcommit": True})
+        with pytest.raises(UnsupportedField):
+            client.check_request({"script": "x", "environment": {"A": "b"}, "overcommit": True})
+        assert info.value.field == "overcommit" and not rsps.calls
+
+
+@pytest.mark.parametrize("version", fixture_versions("submit_bad_partition"))
+def test_submit_rejected(make_client, version):
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture(version, "submit_bad_partition"))
+        with pytest.raises(RestError) as info:
+            make_client(version=version).submit({"script": "x", "environment": {"A": "b"}})
+    assert info.value.slurm_errno == 2000 and info.value.http_status >= 400
+    assert str(info.value).startswith("Slurm error 2000: ") and URL in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name,state,status,signal", [
+    ("job_completed_exit3", JobState.FAILED, 3, None),
+    ("job_killed_sigterm", None, None, 15),
+    ("job_pending", JobState.PENDING, None, None),
+    ("job_running", JobState.RUNNING, None, None),
+    ("job_cancelled", JobState.CANCELLED, "any", "any"),
+])
+@pytest.mark.parametrize("version", ALL)
+def test_job_results(make_client, version, name, state, status, signal):
+    if not (FIXTURES / version / (name + ".json")).exists():
+        pytest.skip("no recording")
+    record = fixture(version, name)
+    job_id = record["body"]["jobs"][0]["job_id"]
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        info = make_client(version=version).job(job_id)
+    assert info.job_id == job_id
+    if state is not None:
+        assert info.state is state
+    if status != "any":
+        assert (info.exit_status, info.exit_signal) == (status, signal)
+
+
+@pytest.mark.parametrize("name", ["job_unknown", "job_unknown_500"])
+@pytest.mark.parametrize("version", ALL)
+def test_unknown_job(make_client, version, name):
+    if not (FIXTURES / version / (name + ".json")).exists():
+        pytest.skip("no recording")
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture(version, name))
+        with pytest.raises(JobNotFound) as info:
+            make_client(version=version).job(2147480000)
+    assert info.value.slurm_errno == 2017
+    assert str(info.value).startswith("Slurm error 2017: Invalid job id specified")
+
+
+@pytest.mark.parametrize("version", fixture_versions("delete_unknown"))
+def test_delete_unknown_job(make_client, version):
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture(version, "delete_unknown"))
+        client = make_client(version=version)
+        if version == "v0.0.41":  # 24.11+ says nothing at all here
+            client.cancel(2147480000)
+        else:
+            with pytest.raises(JobNotFound):
+                client.cancel(2147480000)
+
+
+@pytest.mark.parametrize("version", fixture_versions("signal_ok"))
+def test_signal_and_cancel(make_client, version):
+    signal_record = fixture(version, "signal_ok")
+    job_id = int(signal_record["path"].rsplit("/", 1)[1])
+    with responses.RequestsMock() as rsps:
+        replay(rsps, signal_record)
+        client = make_client(version=version)
+        client.signal(job_id, "SIGTERM")
+        assert rsps.calls[0].request.url.endswith("?signal=15")
+    delete = fixture(version, "delete_ok")
+    with responses.RequestsMock() as rsps:
+        replay(rsps, delete)
+        make_client(version=version).cancel(int(delete["path"].rsplit("/", 1)[1]))
+        assert "?" not in rsps.calls[0].request.url
+
+
+@pytest.mark.parametrize("sig,number", [(15, 15), ("15", 15), ("TERM", 15), ("sigkill", 9),
+                                        ("USR1", 10)])
+def test_signal_spellings(make_client, sig, number):
+    with responses.RequestsMock() as rsps:
+        rsps.add("DELETE", URL + "/slurm/v0.0.44/job/5", json={"status": [], "errors": []},
+                 match=[matchers.query_param_matcher({"signal": str(number)})])
+        make_client(version="v0.0.44").signal(5, sig)
+
+
+@pytest.mark.parametrize("sig", ["NOPE", 0, 200, "SIG_DFL", None])
+def test_bad_signal(make_client, sig):
+    with pytest.raises(RestError, match="not a signal"):
+        make_client(version="v0.0.44").signal(5, sig)
+
+
+@pytest.mark.parametrize("job_id", [0, -1, "x", None, True])
+def test_bad_job_id(make_client, job_id):
+    with pytest.raises(RestError, match="not a Slurm job id"):
+        make_client(version="v0.0.44").job(job_id)
+
+
+# -- auth -----------------------------------------------------------------------------
+
+def test_headers_token_and_user_never_bearer(make_client):
+    with responses.RequestsMock() as rsps:
+        serve_version(rsps, "v0.0.42")
+        make_client().api_version
+        for call in rsps.calls:
+            headers = call.request.headers
+            assert headers["X-SLURM-USER-TOKEN"] == TOKEN
+            assert headers["X-SLURM-USER-NAME"] == "alice"
+            assert "Authorization" not in headers
+
+
+@pytest.mark.parametrize("name", ["bad_token", "no_auth", "expired_token"])
+@pytest.mark.parametrize("version", ALL)
+def test_rejected_token(make_client, version, name):
+    if not (FIXTURES / version / (name + ".json")).exists():
+        pytest.skip("no recording")
+    record = fixture(version, name)
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        with pytest.raises(AuthRejected) as info:
+            make_client(version=version).ping()
+    assert info.value.http_status == record["status"]
+    assert str(info.value).startswith("slurmrestd at %s rejected the token (HTTP %d)"
+                                      % (URL, record["status"]))
+    assert TOKEN not in str(info.value)
+
+
+def test_auth_failure_during_discovery(make_client):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.44/ping", status=401, body="Authentication failure")
+        with pytest.raises(AuthRejected, match=r"\(HTTP 401\)"):
+            make_client().api_version
+
+
+# -- malformed answers -------------------------------------------------------------------
+
+@pytest.mark.parametrize("status,body,content_type,match", [
+    (200, "<html><body>Gateway</body></html>", "text/html", "unreadable answer"),
+    (200, '{"jobs": [{"job_id": 1, "job_st', "application/json", "unreadable answer"),
+    (200, "", "application/json", "unreadable answer"),
+    (200, "[1, 2]", "application/json", "unreadable answer"),
+    (200, '{"errors": [{"error_number": 9001, "error": "oops"}], "jobs": []}',
+     "application/json", "Slurm error 9001: oops"),
+    (500, "<html>Internal Server Error</html>", "text/html", "answered HTTP 500"),
+    (418, "", "text/plain", "answered HTTP 418"),
+])
+def test_malformed_answers_are_rest_errors(make_client, status, body, content_type, match):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.40/ping", status=status, body=body,
+                 content_type=content_type)
+        with pytest.raises(RestError, match=match) as info:
+            make_client(version="v0.0.40").ping()
+    assert "\n" not in str(info.value) and URL in str(info.value)
+
+
+@pytest.mark.parametrize("payload", [
+    {"jobs": [{"job_id": "43"}]}, {"jobs": None}, {}, {"jobs": [None, 5]},
+])
+def test_job_answer_without_the_job(make_client, payload):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.44/job/43", json=payload)
+        with pytest.raises(JobNotFound):
+            make_client(version="v0.0.44").job(43)
+
+
+@pytest.mark.parametrize("payload", [{"job_id": 0}, {"job_id": "12"}, {}])
+def test_submit_answer_without_job_id(make_client, payload):
+    with responses.RequestsMock() as rsps:
+        rsps.add("POST", URL + "/slurm/v0.0.44/job/submit", json=payload)
+        with pytest.raises(RestError, match="sent no job id"):
+            make_client(version="v0.0.44").submit({"script": "x", "environment": {"A": "b"}})
+
+
+def test_odd_job_fields_do_not_raise(make_client):
+    entry = {"job_id": 7, "job_state": 12, "exit_code": "x", "start_time": "y",
+             "nodes": 5, "name": None}
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.44/job/7", json={"jobs": [entry]})
+        info = make_client(version="v0.0.44").job(7)
+    assert info.state is JobState.UNKNOWN and info.start_time is None and info.nodes is None
+
+
+# -- retries and timeouts ----------------------------------------------------------------
+
+def refused():
+    inner = ConnectionRefusedError(111, "Connection refused")
+    return requests.exceptions.ConnectionError(
+        "HTTPConnectionPool: Max retries exceeded (Caused by NewConnectionError("
+        "'Failed to establish a new connection: [Errno 111] Connection refused'))", inner)
+
+
+def test_get_retries_connection_errors_and_5xx(make_client, clock):
+    with responses.RequestsMock() as rsps:
+        url = URL + "/slurm/v0.0.44/job/43"
+        rsps.add("GET", url, body=refused())
+        rsps.add("GET", url, status=503, body="busy")
+        rsps.add("GET", url, status=502, body="<html>bad gateway</html>", content_type="text/html")
+        replay(rsps, fixture("v0.0.44", "job_running"))
+        client = make_client(version="v0.0.44")
+        assert client.job(43).state is JobState.RUNNING
+        assert client.requests_made == 4 and clock.slept == [0.25, 0.5, 1.0]
+
+
+def test_down_server_is_reported_within_budget(make_client, clock):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.44/ping", body=refused())
+        client = make_client(version="v0.0.44")
+        with pytest.raises(RestUnreachable) as info:
+            client.ping()
+    assert str(info.value) == "slurmrestd at %s is unreachable: connection refused" % URL
+    assert info.value.http_status is None
+    assert clock.now <= transport_module.RETRY_BUDGET < 15
+    assert client.requests_made == len(clock.slept) + 1 >= 4
+
+
+def test_persistent_503_gives_the_answer_after_budget(make_client, clock):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/slurm/v0.0.44/ping", status=503, body="busy")
+        with pytest.raises(RestError, match="answered HTTP 503"):
+            make_client(version="v0.0.44").ping()
+    assert clock.now <= transport_module.RETRY_BUDGET
+
+
+def test_submit_is_not_retried_after_read_timeout(make_client, clock):
+    with responses.RequestsMock() as rsps:
+        rsps.add("POST", URL + "/slurm/v0.0.44/job/submit",
+                 body=requests.exceptions.ReadTimeout("read timed out"))
+        client = make_client(version="v0.0.44")
+        with pytest.raises(RestUnreachable, match="did not answer POST"):
+            client.submit({"script": "x", "environment": {"A": "b"}})
+        assert client.requests_made == 1 and clock.slept == []
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_submit_is_not_retried_after_gateway_errors(make_client, status):
+    with responses.RequestsMock() as rsps:
+        rsps.add("POST", URL + "/slurm/v0.0.44/job/submit", status=status, json={
+            "errors": [{"error_number": 1001, "error": "Communication connection failure"}]})
+        client = make_client(version="v0.0.44")
+        with pytest.raises(RestError, match="Slurm error 1001"):
+            client.submit({"script": "x", "environment": {"A": "b"}})
+        assert client.requests_made == 1
+
+
+def test_submit_is_retried_when_it_never_connected(make_client, clock):
+    with responses.RequestsMock() as rsps:
+        url = URL + "/slurm/v0.0.44/job/submit"
+        rsps.add("POST", url, body=refused())
+        rsps.add("POST", url, body=requests.exceptions.ConnectTimeout("connect timeout"))
+        replay(rsps, fixture("v0.0.44", "submit_ok"))
+        client = make_client(version="v0.0.44")
+        assert client.submit({"script": "x", "environment": {"A": "b"}}) == 41
+        assert client.requests_made == 3
+
+
+def test_submit_not_retried_when_connection_dropped_mid_request(make_client):
+    with responses.RequestsMock() as rsps:
+        rsps.add("POST", URL + "/slurm/v0.0.44/job/submit", body=requests.exceptions.ConnectionError(
+            "('Connection aborted.', RemoteDisconnected('Remote end closed connection'))"))
+        client = make_client(version="v0.0.44")
+        with pytest.raises(RestUnreachable, match="closed without an answer"):
+            client.submit({"script": "x", "environment": {"A": "b"}})
+        assert client.requests_made == 1
+
+
+def test_timeouts_and_tls_options(make_client):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", "https://rest.test/slurm/v0.0.44/ping", json={"pings": []})
+        client = make_client(url="https://rest.test/", version="v0.0.44",
+                             values={"RestCaFile": "/etc/ca.pem"})
+        client.ping()
+        kwargs = rsps.calls[0].request.req_kwargs
+    assert kwargs["timeout"] == (5.0, 30.0)
+    assert kwargs["verify"] == "/etc/ca.pem"
+    assert client.url == "https://rest.test"
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "rest.test:6820", "unix:relative/sock", ""])
+def test_bad_urls(url):
+    with pytest.raises(RestError, match="RestUrl"):
+        Transport(url)
+
+
+# -- logging ---------------------------------------------------------------------------
+
+def test_each_request_is_logged_without_headers(make_client, caplog):
+    caplog.set_level(logging.DEBUG, logger="scrun_rest")
+    with responses.RequestsMock() as rsps:
+        serve_version(rsps, "v0.0.43")
+        replay(rsps, fixture("v0.0.43", "signal_ok"))
+        client = make_client()
+        client.signal(43, 15)
+    lines = [r.getMessage() for r in caplog.records if r.name == "scrun_rest.rest"]
+    assert lines[0].startswith("rest #1 GET /slurm/v0.0.44/ping -> 404 in ")
+    assert any(l.startswith("rest #2 GET /slurm/v0.0.43/ping -> 200 in ") for l in lines)
+    assert any(l.startswith("rest #3 DELETE /slurm/v0.0.43/job/43?signal=15 -> 200 in ")
+               and l.endswith(" ms") for l in lines)
+    for record in caplog.records:
+        assert TOKEN not in record.getMessage() and "alice" not in record.getMessage()
+
+
+def test_blackholed_host_is_reported_within_15_s(make_client, clock):
+    timeouts = []
+
+    def hang(request):
+        connect = request.req_kwargs["timeout"][0]
+        timeouts.append(connect)
+        clock.now += connect
+        raise requests.exceptions.ConnectTimeout("Connection to rest.test timed out")
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback("GET", URL + "/slurm/v0.0.44/ping", callback=hang)
+        with pytest.raises(RestUnreachable, match="unreachable: timed out connecting"):
+            make_client(version="v0.0.44").ping()
+    assert clock.now <= 13.0 and len(timeouts) >= 2 and max(timeouts) <= 5.0
