@@ -13,8 +13,13 @@ def run(argv, globals_):
     spool = open_spool(globals_, parsed.positionals[0])
     state = spool.read_state()
     status = spoolmod.effective_status(state)
-    document = state_document(spool.id, status, state.get("pid") or 0,
-                              state.get("bundle") or "/", state.get("annotations"),
-                              state.get("ociVersion") or "1.0.2")
+    pid = state.get("pid") if isinstance(state.get("pid"), int) else 0
+    bundle = state.get("bundle") if isinstance(state.get("bundle"), str) else "/"
+    if status not in spoolmod.ORDER or (status != spoolmod.STOPPED and pid <= 0) \
+            or not bundle.startswith("/"):
+        # A damaged state file: the container cannot be running.
+        status, pid = spoolmod.STOPPED, 0
+    document = state_document(spool.id, status, pid, bundle, state.get("annotations"),
+                              str(state.get("ociVersion") or "1.0.2"))
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
     return 0

@@ -50,15 +50,16 @@ def load_config(bundle_dir):
     except FileNotFoundError:
         raise UserError(_one_line("no config.json in bundle %s" % _show(bundle))) from None
     except OSError as exc:
-        raise UserError("config.json: cannot read: %s" % (exc.strerror or type(exc).__name__)) from None
+        reason = exc.strerror or type(exc).__name__
+        raise UserError("config.json: cannot read: %s" % reason) from None
     return parse_config(raw)
 
 
 def parse_config(raw):
-    """Parse config.json bytes into a dict, with one-line errors."""
+    """Parse config.json (bytes or str) into a dict, with one-line errors."""
     try:
         # utf-8-sig: a BOM is harmless, and we re-serialise before use anyway.
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw.lstrip("\ufeff")
     except UnicodeDecodeError as exc:
         raise UserError("config.json: not UTF-8 text (bad byte at offset %d)" % exc.start) from None
     if not text.strip():
