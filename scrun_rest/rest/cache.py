@@ -85,7 +85,8 @@ class VersionCache:
         except (OSError, ValueError) as exc:
             log.debug("ignoring the version cache %s: %s", path, exc)
             return None
-        if not isinstance(data, dict) or data.get("url") != url or not isinstance(data.get("version"), str):
+        if (not isinstance(data, dict) or data.get("url") != url
+                or not isinstance(data.get("version"), str)):
             return None
         return data
 

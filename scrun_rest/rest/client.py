@@ -85,15 +85,22 @@ class RestClient:
         Fields the server's API version cannot express raise UnsupportedField
         before anything is sent.
         """
+        # A 200 that carries a job id queued a job even when errors[] is not
+        # empty (22.05 reports a held job as error 2042): raising would orphan it.
         version, payload = self._call(
             "POST", "job/submit", retry=CONNECT_ONLY,
-            body=lambda v: versions.submit_body(v, request))
+            body=lambda v: versions.submit_body(v, request),
+            accept=lambda v, p: versions.submitted_job_id(v, p) is not None)
         job_id = versions.submitted_job_id(version, payload)
         if job_id is None:
             raise RestError("slurmrestd at %s accepted the job but sent no job id" % self.url,
                             url=self.url)
-        message = payload.get("job_submit_user_msg")
-        self.last_submit_message = message if isinstance(message, str) and message else None
+        notes = [payload.get("job_submit_user_msg")]
+        notes += [text for _, text in versions.errors_of(version, payload)]
+        notes = [n for n in notes if isinstance(n, str) and n]
+        self.last_submit_message = "; ".join(notes) or None
+        if notes:
+            log.info("job %d submitted: %s", job_id, self.last_submit_message)
         return job_id
 
     def check_request(self, request):
@@ -149,7 +156,8 @@ class RestClient:
                         "speaks (%s to %s)" % (self.url, versions.NEWEST_FIRST[-1],
                                                 versions.NEWEST_FIRST[0]), url=self.url)
 
-    def _call(self, method, op, job_id=None, params=None, body=None, retry=IDEMPOTENT):
+    def _call(self, method, op, job_id=None, params=None, body=None, retry=IDEMPOTENT,
+              accept=None):
         """(version, payload) of one operation; re-probes once if the version vanished."""
         for attempt in (1, 2):
             version = self.api_version
@@ -164,7 +172,7 @@ class RestClient:
                 self._discover(use_cache=False)
                 if self._version != version:
                     continue
-            return version, self._check(version, response, method, op, job_id)
+            return version, self._check(version, response, method, op, job_id, accept)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method, path, params, body, retry):
@@ -177,17 +185,24 @@ class RestClient:
         return self._transport.request(method, path, headers=headers, params=params,
                                        body=body, retry=retry)
 
-    def _check(self, version, response, method, op, job_id):
-        """The answer's JSON object, or the right exception."""
+    def _check(self, version, response, method, op, job_id, accept=None):
+        """The answer's JSON object, or the right exception.
+
+        accept(version, payload) may declare a 2xx answer good despite errors[].
+        """
         status = response.status_code
         payload = _json_object(response)
+        if payload is not None and status < 300 and accept and accept(version, payload):
+            return payload
         errors = versions.errors_of(version, payload) if payload is not None else []
-        errno, text = next((e for e in errors if e[0]), errors[0] if errors else (None, None))
+        errno = next((e for e, _ in errors if e), None)
+        # Slurm often pairs a vague numbered error with a useful unnumbered one.
+        text = "; ".join(_unique(t for _, t in errors)[:3]) or None
         for warning in (payload or {}).get("warnings") or ():
             log.debug("slurmrestd warning: %s", warning)
-        if status in (401, 511) or (
-                status >= 400 and any(e in versions.AUTH_ERRNOS for e, _ in errors)):
-            detail = (": " + text) if text else ""
+        if versions.token_refused(version, status, payload):
+            # 22.05's own words for it ("slurmctld config is unable to load") mislead.
+            detail = (": " + text) if text and errno != -1 else ""
             raise AuthRejected("slurmrestd at %s rejected the token (HTTP %d)%s"
                                % (self.url, status, detail), url=self.url,
                                http_status=status, slurm_errno=errno, text=text)
@@ -219,6 +234,14 @@ class RestClient:
         prefix = ("Slurm error %d: " % errno) if errno else ""
         return RestError("%s%s (slurmrestd at %s, %s %s)" % (prefix, text, self.url, method, op),
                          url=self.url, http_status=status, slurm_errno=errno, text=text)
+
+
+def _unique(items):
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
 
 
 def _job_id(job_id):

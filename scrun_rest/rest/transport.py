@@ -142,7 +142,9 @@ def _chain_text(exc):
         seen.add(id(exc))
         parts.append("%s %s" % (type(exc).__name__, exc))
         args = getattr(exc, "args", ())
-        inner = getattr(exc, "reason", None) or (args[0] if args and isinstance(args[0], BaseException) else None)
+        inner = getattr(exc, "reason", None)
+        if inner is None and args and isinstance(args[0], BaseException):
+            inner = args[0]
         exc = inner or exc.__cause__ or exc.__context__
     return " | ".join(parts)
 

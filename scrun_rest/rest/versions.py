@@ -34,6 +34,9 @@ class Shape:
     errno_keys: Tuple[str, ...]  # keys of errors[] entries that hold the error number
     meta_slurm: str         # key under "meta" holding {"release", "version"}
     delete_status: bool     # DELETE answers list per-job failures in status[]
+    # errors[] "source" values that, with error number -1 and HTTP 5xx, mean
+    # slurmctld refused the token (22.05 reports no auth error number at all).
+    token_refused_sources: Tuple[str, ...] = ()
 
 
 _NUMBER_INFINITE = {"set": False, "infinite": True, "number": 0}
@@ -41,8 +44,9 @@ _NUMBER_INFINITE = {"set": False, "infinite": True, "number": 0}
 SHAPES = {
     # 22.05's own parser: sbatch option names, dict environment, bare ints;
     # errors[] mixes {error_number, description} with {error, error_code}.
+    # A bad or expired token: HTTP 500, error -1 from slurm_load_ctl_conf.
     "v0.0.38": Shape("v0.0.38", "dict", "INFINITE", "string", "wait",
-                     ("error_number", "error_code"), "Slurm", False),
+                     ("error_number", "error_code"), "Slurm", False, ("slurm_load_ctl_conf",)),
     # First data_parser version: job_desc_msg_t field names, list environment.
     "v0.0.39": Shape("v0.0.39", "list", _NUMBER_INFINITE, "string", "number",
                      ("error_number",), "Slurm", False),
@@ -427,6 +431,25 @@ def errors_of(version, payload):
         text = "; ".join(p for p in parts if p) or "unknown error"
         found.append((errno or None, text))
     return found
+
+
+def token_refused(version, status, payload):
+    """Whether an answer means slurmrestd or slurmctld refused the token.
+
+    401: no or unusable auth headers; 511 (24.05.5+) and error 1007 (23.x to
+    24.05.4, HTTP 500): slurmctld refused it; 22.05: see token_refused_sources.
+    """
+    if status in (401, 511):
+        return True
+    if status < 400 or not isinstance(payload, dict):
+        return False
+    if any(errno in AUTH_ERRNOS for errno, _ in errors_of(version, payload)):
+        return True
+    sources = SHAPES[version].token_refused_sources
+    entries = payload.get("errors") if isinstance(payload.get("errors"), list) else []
+    return status >= 500 and any(
+        isinstance(e, dict) and e.get("source") in sources and e.get("error_number") == -1
+        for e in entries)
 
 
 def delete_failures(version, payload):

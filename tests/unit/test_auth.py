@@ -61,7 +61,8 @@ def test_claims_decode_without_jwt_module(monkeypatch):
     assert token_claims(make_token(sun="bob"))["sun"] == "bob"
 
 
-@pytest.mark.parametrize("bad", ["abc", "a.b", "a.!!!.c", "a.%s.c" % base64.urlsafe_b64encode(b"[1]").decode()])
+@pytest.mark.parametrize("bad", [
+    "abc", "a.b", "a.!!!.c", "a.%s.c" % base64.urlsafe_b64encode(b"[1]").decode()])
 def test_not_a_jwt(bad):
     with pytest.raises(UserError, match="not a JWT"):
         token_claims(bad)

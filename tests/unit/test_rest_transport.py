@@ -65,7 +65,8 @@ def test_missing_unix_socket_is_unreachable(tmp_path):
     transport = Transport("unix:%s/none.sock" % tmp_path, sleep=lambda s: None)
     with pytest.raises(RestUnreachable) as info:
         transport.request("GET", "/slurm/v0.0.38/ping")
-    assert str(info.value) == "slurmrestd at unix:%s/none.sock is unreachable: no such socket" % tmp_path
+    assert str(info.value) == (
+        "slurmrestd at unix:%s/none.sock is unreachable: no such socket" % tmp_path)
 
 
 def test_refused_tcp_is_unreachable():

@@ -98,7 +98,8 @@ def test_gpu_fields_become_tres_after_v38():
     for version in NEW:
         job = body(version, **fields)["job"]
         assert job["tres_per_job"] == "gres/gpu:2"
-        assert set(job["tres_per_node"].split(",")) == {"gres/gpu:a100:1", "gres/shard:2", "gres/foo:1"}
+        assert set(job["tres_per_node"].split(",")) == {
+            "gres/gpu:a100:1", "gres/shard:2", "gres/foo:1"}
         assert set(job["tres_per_task"].split(",")) == {"gres/gpu:1", "cpu:2"}
         assert job["cpus_per_tres"] == "gres/gpu:4"
         assert job["memory_per_tres"] == "gres/gpu:2048"
@@ -115,8 +116,9 @@ def test_flags_from_several_fields_are_merged():
 
 
 def test_gres_disable_binding_spelling():
-    assert body("v0.0.39", gres_flags="disable-binding")["job"]["flags"] == ["GRED_BINDING_DISABLED"]
-    assert body("v0.0.42", gres_flags="disable-binding")["job"]["flags"] == ["GRES_BINDING_DISABLED"]
+    flags = lambda v: body(v, gres_flags="disable-binding")["job"]["flags"]  # noqa: E731
+    assert flags("v0.0.39") == ["GRED_BINDING_DISABLED"]
+    assert flags("v0.0.42") == ["GRES_BINDING_DISABLED"]
     with pytest.raises(UnsupportedField):
         body("v0.0.40", gres_flags="disable-binding")
 
