@@ -410,9 +410,10 @@ class Anchor:
                 await self.explain_job_signal(session)
                 self.finish(code if code is not None else 1)
         else:
-            session.close_local()
             if error:
                 session.write_local_error(error)
+            await session.flush_local()
+            session.close_local()
             session.exit_future.set_result(code if code is not None else 1)
             self.sessions.pop(session.number, None)
 
@@ -517,9 +518,10 @@ class Anchor:
             remove_quietly(self.setup.pid_file)
             self.done.set_result(code)
             return
-        if error and main is not None:
-            main.write_local_error(error)
-            await asyncio.sleep(0.05)
+        if main is not None:
+            if error:
+                main.write_local_error(error)
+            await main.flush_local()
         self.status = spoolmod.STOPPED
         self.write_state()
         for waiter in self.stop_waiters:

@@ -193,6 +193,17 @@ class Session:
             log.warning("session %d: output streams still open %.0f s after exit",
                         self.number, DRAIN_GRACE)
 
+    async def flush_local(self, timeout=30.0):
+        """Wait until conmon (or the exec client) has taken all our output."""
+        for sink in self.sinks.values():
+            if sink.queue:
+                done = asyncio.Event()
+                sink.when_drained(done.set)
+                try:
+                    await asyncio.wait_for(done.wait(), timeout)
+                except asyncio.TimeoutError:
+                    log.warning("session %d: nobody reads its output", self.number)
+
     def send_all(self, message):
         for link in self.tasks.values():
             link.conn.send(message)
@@ -207,6 +218,16 @@ class Session:
                 pass
         for link in self.tasks.values():
             link.conn.close()
+        if self.number:
+            # An exec client's fds were passed to us: drop our copies so its
+            # caller sees the end of the output.
+            for fd in set(self.stdio.values()):
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            self.stdio = {}
 
     def write_local_error(self, text):
         """A line for the user on the container's stderr (or terminal)."""

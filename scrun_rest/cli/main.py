@@ -78,7 +78,8 @@ def report_error(text, globals_=None):
         except UserError:
             pass
     try:
-        sys.stderr.write("scrun-rest: %s\n" % text)
+        # podman prefixes the runtime's path itself.
+        sys.stderr.write("%s\n" % text)
         sys.stderr.flush()
     except (OSError, ValueError):
         # podman may close our stderr first (state); the exit code still tells.

@@ -18,14 +18,17 @@ log = logging.getLogger("scrun_rest.rest")
 
 
 def runtime_dir(environ=None, create=True):
-    """$XDG_RUNTIME_DIR/scrun-rest, else /run/user/UID/scrun-rest, else a private temp dir."""
+    """$XDG_RUNTIME_DIR/scrun-rest-cache, else /run/user/UID/..., else a private temp dir.
+
+    Not the container root (scrun-rest/): every name there is a container id.
+    """
     env = os.environ if environ is None else environ
     uid = real_uid()
     candidates = []
     if env.get("XDG_RUNTIME_DIR"):
-        candidates.append(os.path.join(env["XDG_RUNTIME_DIR"], "scrun-rest"))
-    candidates.append("/run/user/%d/scrun-rest" % uid)
-    candidates.append(os.path.join(tempfile.gettempdir(), "scrun-rest-%d" % uid))
+        candidates.append(os.path.join(env["XDG_RUNTIME_DIR"], "scrun-rest-cache"))
+    candidates.append("/run/user/%d/scrun-rest-cache" % uid)
+    candidates.append(os.path.join(tempfile.gettempdir(), "scrun-rest-cache-%d" % uid))
     for path in candidates:
         parent = os.path.dirname(path)
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):

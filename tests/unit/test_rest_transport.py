@@ -120,12 +120,12 @@ def test_cache_without_directory_is_a_no_op():
 
 def test_runtime_dir_prefers_xdg(tmp_path):
     path = runtime_dir({"XDG_RUNTIME_DIR": str(tmp_path)})
-    assert path == str(tmp_path / "scrun-rest")
+    assert path == str(tmp_path / "scrun-rest-cache")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
 
 
 def test_runtime_dir_tightens_a_loose_dir(tmp_path):
-    loose = tmp_path / "scrun-rest"
+    loose = tmp_path / "scrun-rest-cache"
     loose.mkdir(mode=0o755)
     os.chmod(loose, 0o755)
     assert runtime_dir({"XDG_RUNTIME_DIR": str(tmp_path)}) == str(loose)
@@ -136,12 +136,12 @@ def test_runtime_dir_falls_back_to_private_temp(tmp_path, monkeypatch):
     monkeypatch.setenv("_CONTAINERS_ROOTLESS_UID", "4242")  # no /run/user/4242 here
     monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
     path = runtime_dir({"XDG_RUNTIME_DIR": str(tmp_path / "missing")})
-    assert path == str(tmp_path / "scrun-rest-4242")
+    assert path == str(tmp_path / "scrun-rest-cache-4242")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
 
 
 def test_runtime_dir_uses_the_real_uid(monkeypatch, tmp_path):
     monkeypatch.setenv("_CONTAINERS_ROOTLESS_UID", "4343")
     assert runtime_dir({}, create=False) in (
-        "/run/user/4343/scrun-rest", os.path.join(__import__("tempfile").gettempdir(),
-                                                  "scrun-rest-4343"))
+        "/run/user/4343/scrun-rest-cache", os.path.join(__import__("tempfile").gettempdir(),
+                                                  "scrun-rest-cache-4343"))
