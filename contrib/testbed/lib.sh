@@ -1,0 +1,87 @@
+# Shared settings and helpers for the single-node scrun-rest testbed.
+# shellcheck disable=SC2034  # settings used by the scripts that source this file
+# Sourced by setup.sh, daemons.sh, install-runtime.sh and run-tests.sh.
+# shellcheck shell=bash
+
+TESTBED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR_DEFAULT=$(cd "$TESTBED_DIR/../.." && pwd)
+
+# Everything a test may want to know about the testbed, in one place.
+TB_VENV=/opt/scrun-rest
+TB_REST_ADDR=127.0.0.1:6820
+TB_REST_URL=http://$TB_REST_ADDR
+TB_REST_VERSIONS=openapi/v0.0.38,openapi/v0.0.37
+TB_JWT_KEY=/etc/slurm/jwt_hs256.key
+TB_NODE=localhost
+TB_USER=scruntest
+TB_UID=2000
+TB_OTHER_USER=scrunother
+TB_OTHER_UID=2001
+TB_IMAGE=localhost/busybox
+TB_ROOTFS=/var/lib/scrun-testbed/busybox-rootfs
+TB_STATE=/var/lib/scrun-testbed
+TB_RUN=/run/scrun-testbed          # our pid files
+TB_LOG=/var/log/slurm
+
+export DEBIAN_FRONTEND=noninteractive
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+
+_tb_t0=${_tb_t0:-$(date +%s.%N)}
+
+tb_elapsed() {
+    awk -v a="$_tb_t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# A header per stage, with the seconds since the script started.
+stage() {
+    printf '\n==== [%6ss] %s\n' "$(tb_elapsed)" "$*"
+}
+
+note() { printf '     %s\n' "$*"; }
+
+die() {
+    printf 'testbed: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND every 0.2 s.
+wait_for() {
+    local timeout=$1 what=$2
+    shift 2
+    local deadline=$(( $(date +%s) + timeout ))
+    while :; do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        if (( $(date +%s) >= deadline )); then
+            printf 'testbed: timed out after %ss waiting for %s\n' "$timeout" "$what" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# Run a command as the rootless test user, with the environment a login gives.
+as_user() {
+    local user=$1
+    shift
+    local uid home
+    uid=$(id -u "$user")
+    home=$(getent passwd "$user" | cut -d: -f6)
+    (cd / && runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
+        HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="/run/user/$uid" "$@")
+}
+
+# A token for USER, just the JWT (scontrol prints SLURM_JWT=...).
+mint_token() {
+    local user=$1 lifespan=${2:-3600} out
+    out=$(scontrol token username="$user" lifespan="$lifespan") || return 1
+    printf '%s\n' "${out#SLURM_JWT=}"
+}
+
+rest_ping() {
+    local token
+    token=$(mint_token root 300) || return 1
+    curl -fsS --max-time 5 -H "X-SLURM-USER-NAME: root" -H "X-SLURM-USER-TOKEN: $token" \
+        "$TB_REST_URL/slurm/v0.0.38/ping" | grep -q '"ping": *"UP"'
+}

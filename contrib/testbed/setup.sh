@@ -1,0 +1,426 @@
+#!/bin/bash
+# Bring up the single-node scrun-rest testbed on a Debian 12 machine without
+# systemd, and check every part of it. Run as root; idempotent and re-runnable
+# (a second run only checks, re-mints the test user's token and reinstalls the
+# runtime from this checkout).
+#
+#   Slurm 22.05: munged, slurmctld, slurmd (node "localhost", partitions
+#     debug (default) and other), slurmrestd on 127.0.0.1:6820 with JWT auth
+#   users scruntest (2000) and scrunother (2001), with subuids and /run/user/UID
+#   rootless podman for scruntest, rootful podman, docker (dockerd + containerd),
+#     each with the image localhost/busybox and the runtime "scrun-rest"
+#   /opt/scrun-rest: the runtime's venv (install-runtime.sh)
+#   /etc/scrun-rest/scrun-rest.conf and ~scruntest/.config/scrun-rest/
+#
+# Environment: TB_SKIP_DOCKER=1 skips docker; TB_REQUIRE_DOCKER=1 makes a docker
+# failure fatal (by default it is reported and setup goes on);
+# TB_SKIP_CHECKS=1 skips the slower end-to-end checks at the end.
+# Daemons: daemons.sh start|stop|status NAME; stop.sh stops them all.
+set -euo pipefail
+_tb_t0=$(date +%s.%N)
+# shellcheck source=lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
+umask 022
+
+[[ $(id -u) -eq 0 ]] || die "run setup.sh as root"
+# On failure, show the end of every daemon's log.
+on_exit() {
+    local rc=$? f
+    ((rc == 0)) && return
+    for f in "$TB_LOG"/slurmctld.log "$TB_LOG"/slurmd.log "$TB_LOG"/slurmrestd.log \
+             /var/log/containerd.log /var/log/dockerd.log; do
+        [[ -s $f ]] || continue
+        printf '\n---- last lines of %s\n' "$f" >&2
+        tail -n 15 "$f" >&2
+    done
+    printf '\ntestbed: setup.sh failed (exit %d) after %ss\n' "$rc" "$(tb_elapsed)" >&2
+}
+trap on_exit EXIT
+DAEMONS="$TESTBED_DIR/daemons.sh"
+REPO_DIR=${1:-$REPO_DIR_DEFAULT}
+mkdir -p "$TB_STATE" "$TB_RUN"
+
+PACKAGES=(
+    munge slurmctld slurmd slurmrestd slurm-client slurm-wlm-jwt-plugin
+    slurm-wlm-basic-plugins
+    podman runc conmon uidmap containerd docker.io slirp4netns fuse-overlayfs
+    busybox-static rsync python3 python3-venv tmux iproute2 procps curl ca-certificates
+    golang-github-opencontainers-specs-dev hyperfine
+)
+
+# ---------------------------------------------------------------------------
+stage "packages"
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null) != ii* ]]; then
+        missing+=("$p")
+    fi
+done
+if ((${#missing[@]})); then
+    note "installing: ${missing[*]}"
+    # The packages' maintainer scripts must not try to start services.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && created_policy=1
+    fi
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    ((created_policy)) && rm -f "$policy"
+else
+    note "all ${#PACKAGES[@]} packages installed"
+fi
+
+# ---------------------------------------------------------------------------
+stage "users, subordinate ids, /run/user, /dev/net/tun"
+if ! id slurmrestd >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin slurmrestd
+fi
+add_user() {  # name uid subid-start
+    local name=$1 uid=$2 sub=$3
+    if ! id "$name" >/dev/null 2>&1; then
+        useradd --uid "$uid" --user-group --create-home --home-dir "/home/$name" \
+            --shell /bin/bash "$name"
+    fi
+    [[ $(id -u "$name") == "$uid" ]] || die "user $name exists with uid $(id -u "$name"), want $uid"
+    local f
+    for f in /etc/subuid /etc/subgid; do
+        touch "$f"
+        grep -q "^$name:" "$f" || echo "$name:$sub:65536" >>"$f"
+    done
+    install -d -o "$name" -g "$name" -m 0700 "/run/user/$uid"
+    # Slurm jobs start in the submit directory; keep it reachable.
+    chmod 0755 "/home/$name"
+}
+add_user "$TB_USER" "$TB_UID" 200000
+add_user "$TB_OTHER_USER" "$TB_OTHER_UID" 300000
+if [[ ! -c /dev/net/tun ]]; then
+    mkdir -p /dev/net
+    mknod /dev/net/tun c 10 200 || note "mknod /dev/net/tun failed"
+fi
+chmod 0666 /dev/net/tun 2>/dev/null || true
+note "users $TB_USER=$(id -u "$TB_USER") $TB_OTHER_USER=$(id -u "$TB_OTHER_USER") slurmrestd=$(id -u slurmrestd)"
+
+# ---------------------------------------------------------------------------
+stage "munge and Slurm configuration"
+# Install FILE from stdin only if it changed; return 0 when it changed.
+install_if_changed() {
+    local dest=$1 owner=$2 mode=$3 tmp
+    tmp=$(mktemp)
+    cat >"$tmp"
+    if [[ -f $dest ]] && cmp -s "$tmp" "$dest"; then
+        rm -f "$tmp"
+        chown "$owner" "$dest"
+        chmod "$mode" "$dest"
+        return 1
+    fi
+    install -D -o "${owner%:*}" -g "${owner#*:}" -m "$mode" "$tmp" "$dest"
+    rm -f "$tmp"
+    note "wrote $dest"
+    return 0
+}
+
+if [[ ! -s /etc/munge/munge.key ]]; then
+    install -d -o munge -g munge -m 0700 /etc/munge
+    dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+    note "created /etc/munge/munge.key"
+fi
+chown munge:munge /etc/munge/munge.key
+chmod 0400 /etc/munge/munge.key
+
+if [[ ! -s $TB_JWT_KEY ]]; then
+    dd if=/dev/urandom of="$TB_JWT_KEY" bs=32 count=1 status=none
+    note "created $TB_JWT_KEY"
+fi
+chown slurm:slurm "$TB_JWT_KEY"
+chmod 0600 "$TB_JWT_KEY"
+
+HOST=$(hostname -s)
+NCPU=$(nproc)
+# Leave some memory to the host so slurmd never finds less than configured.
+MEM_MB=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
+slurm_changed=0
+install_if_changed /etc/slurm/slurm.conf root:root 0644 <<EOF && slurm_changed=1
+# scrun-rest testbed: one node, no accounting database, JWT for slurmrestd.
+# Written by contrib/testbed/setup.sh; edits are overwritten.
+ClusterName=testbed
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmUser=slurm
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$TB_JWT_KEY
+StateSaveLocation=/var/lib/slurm/slurmctld
+SlurmdSpoolDir=/var/lib/slurm/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=$TB_LOG/slurmctld.log
+SlurmdLogFile=$TB_LOG/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+# Batch jobs are only ever started by slurmctld's background loop, which
+# wakes once a second; batch_sched_delay=0 lets every wake-up start them (the
+# default of 3 s adds up to 3 s). Submit -> running is then 0.1-1.0 s.
+SchedulerParameters=batch_sched_delay=0
+MailProg=/bin/true
+ReturnToService=2
+MinJobAge=3600
+KillWait=5
+MessageTimeout=10
+InactiveLimit=0
+Waittime=0
+SlurmdTimeout=300
+NodeName=$TB_NODE NodeHostname=$HOST NodeAddr=127.0.0.1 CPUs=$NCPU RealMemory=$MEM_MB State=UNKNOWN
+PartitionName=debug Nodes=$TB_NODE Default=YES MaxTime=INFINITE OverSubscribe=FORCE:8 State=UP
+PartitionName=other Nodes=$TB_NODE Default=NO MaxTime=INFINITE OverSubscribe=FORCE:8 State=UP
+EOF
+install_if_changed /etc/slurm/cgroup.conf root:root 0644 <<EOF && slurm_changed=1
+CgroupPlugin=autodetect
+EOF
+install -d -o slurm -g slurm -m 0755 /var/lib/slurm/slurmctld "$TB_LOG"
+
+# ---------------------------------------------------------------------------
+stage "Slurm daemons"
+if ((slurm_changed)); then
+    # A daemon running with an older configuration: restart it.
+    for d in slurmrestd slurmd slurmctld; do
+        if "$DAEMONS" status "$d" >/dev/null 2>&1; then
+            "$DAEMONS" stop "$d"
+        fi
+    done
+fi
+"$DAEMONS" start munge slurmctld slurmd slurmrestd
+sinfo -o '     %P %a %D %t %N %c' | sed 's/^ *PARTITION/     PARTITION/'
+
+# ---------------------------------------------------------------------------
+stage "busybox image rootfs"
+ROOTFS_TAR=$TB_STATE/busybox.tar
+if [[ ! -s $ROOTFS_TAR || ! -x $TB_ROOTFS/bin/busybox ]]; then
+    tmp=$(mktemp -d "$TB_STATE/rootfs.XXXXXX")
+    mkdir -p "$tmp"/{bin,sbin,usr/bin,usr/sbin,etc,root,home,proc,sys,dev,run,var,tmp}
+    chmod 1777 "$tmp/tmp"
+    chmod 0700 "$tmp/root"
+    cp /bin/busybox "$tmp/bin/busybox"
+    while read -r applet; do
+        [[ -n $applet && ! -e $tmp/$applet ]] && ln -s /bin/busybox "$tmp/$applet"
+    done < <(/bin/busybox --list-full)
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+        >"$tmp/etc/passwd"
+    printf 'root:x:0:\nnobody:x:65534:\n' >"$tmp/etc/group"
+    tar --numeric-owner -C "$tmp" -cf "$ROOTFS_TAR.tmp" .
+    mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+    rm -rf "$TB_ROOTFS"
+    mv "$tmp" "$TB_ROOTFS"
+    chmod 0755 "$TB_ROOTFS" "$TB_STATE"
+    chmod 0644 "$ROOTFS_TAR"
+    note "built $TB_ROOTFS ($(busybox --list | wc -l) applets) and $ROOTFS_TAR"
+else
+    note "$TB_ROOTFS exists"
+fi
+
+# ---------------------------------------------------------------------------
+stage "podman: rootful (root) and rootless ($TB_USER, $TB_OTHER_USER)"
+# Root lacks CAP_SYS_RESOURCE in these VMs and the hard limits are below
+# podman's rootful defaults (1048576), so rootful containers get the limits
+# podman itself runs with: the hard nofile limit, and nproc lowered to
+# kernel.pid_max (podman sets its own RLIMIT_NPROC to that at start).
+# Rootless podman picks working limits by itself.
+NOFILE_MAX=$(ulimit -Hn)
+NPROC_MAX=$(ulimit -Hu)
+[[ $NOFILE_MAX == unlimited ]] && NOFILE_MAX=1048576
+[[ $NPROC_MAX == unlimited ]] && NPROC_MAX=1048576
+PID_MAX=$(cat /proc/sys/kernel/pid_max)
+((PID_MAX < NPROC_MAX)) && NPROC_MAX=$PID_MAX
+install_if_changed /etc/containers/containers.conf root:root 0644 <<EOF || true
+# scrun-rest testbed (contrib/testbed/setup.sh)
+[containers]
+default_ulimits = ["nofile=$NOFILE_MAX:$NOFILE_MAX", "nproc=$NPROC_MAX:$NPROC_MAX"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+
+[engine.runtimes]
+scrun-rest = ["$TB_VENV/bin/scrun-rest"]
+EOF
+if ! podman image exists "$TB_IMAGE"; then
+    podman import -q - "$TB_IMAGE" <"$ROOTFS_TAR" >/dev/null
+    note "imported $TB_IMAGE for root"
+fi
+
+# Rootless podman's default network (slirp4netns) needs /dev/net/tun; it is
+# probed once and replaced by no network if it does not work.
+NETNS_FILE=$TB_STATE/rootless-netns
+rootless_podman_setup() {
+    local user=$1 home conf out
+    home=$(getent passwd "$user" | cut -d: -f6)
+    conf=$home/.config/containers
+    install -d -o "$user" -g "$user" -m 0700 "$home/.config"
+    install -d -o "$user" -g "$user" -m 0755 "$conf"
+    install_if_changed "$conf/storage.conf" "$user:$user" 0644 <<EOF || true
+[storage]
+driver = "vfs"
+EOF
+    if ! as_user "$user" podman image exists "$TB_IMAGE"; then
+        as_user "$user" podman import -q - "$TB_IMAGE" <"$ROOTFS_TAR" >/dev/null
+        note "imported $TB_IMAGE for $user"
+    fi
+    if [[ ! -s $NETNS_FILE ]]; then
+        if out=$(as_user "$user" podman --cgroup-manager=cgroupfs --events-backend=file \
+                run --rm --runtime runc --network=slirp4netns "$TB_IMAGE" true 2>&1); then
+            echo slirp4netns >"$NETNS_FILE"
+        else
+            note "rootless podman with slirp4netns failed: ${out:0:300}"
+            echo none >"$NETNS_FILE"
+        fi
+    fi
+    local netns_line=""
+    [[ $(cat "$NETNS_FILE") == none ]] && netns_line='netns = "none"'
+    install_if_changed "$conf/containers.conf" "$user:$user" 0644 <<EOF || true
+# scrun-rest testbed (contrib/testbed/setup.sh)
+[containers]
+# Drop the rootful limits of /etc/containers/containers.conf.
+default_ulimits = []
+$netns_line
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+
+[engine.runtimes]
+scrun-rest = ["$TB_VENV/bin/scrun-rest"]
+EOF
+}
+rootless_podman_setup "$TB_USER"
+rootless_podman_setup "$TB_OTHER_USER"
+note "rootless default network: $(cat "$NETNS_FILE")"
+
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+check_podman() {  # who, then the command prefix
+    local who=$1 t out
+    shift
+    t=$(date +%s.%N)
+    out=$("$@" podman run --rm --runtime runc "$TB_IMAGE" echo hello 2>&1) \
+        || die "$who podman run failed: $out"
+    [[ $out == hello ]] || die "$who podman run printed: $out"
+    note "$who: podman run --rm --runtime runc $TB_IMAGE echo hello: ok ($(since "$t") s)"
+}
+check_podman "rootless $TB_USER" as_user "$TB_USER"
+check_podman "rootless $TB_OTHER_USER" as_user "$TB_OTHER_USER"
+check_podman "rootful" env
+
+# ---------------------------------------------------------------------------
+DOCKER_OK=skipped
+if [[ ${TB_SKIP_DOCKER:-0} != 1 ]]; then
+    stage "docker (containerd + dockerd)"
+    install_if_changed /etc/docker/daemon.json root:root 0644 <<EOF && "$DAEMONS" stop dockerd
+{
+    "storage-driver": "vfs",
+    "iptables": false,
+    "ip6tables": false,
+    "bridge": "none",
+    "default-ulimits": {"nofile": {"Name": "nofile", "Hard": $NOFILE_MAX, "Soft": $NOFILE_MAX}},
+    "runtimes": {"scrun-rest": {"path": "$TB_VENV/bin/scrun-rest"}}
+}
+EOF
+    docker_setup() {
+        "$DAEMONS" start containerd dockerd || return 1
+        if ! /usr/bin/docker image inspect "$TB_IMAGE" >/dev/null 2>&1; then
+            /usr/bin/docker import - "$TB_IMAGE" <"$ROOTFS_TAR" >/dev/null || return 1
+            note "imported $TB_IMAGE for docker"
+        fi
+        local t out
+        t=$(date +%s.%N)
+        out=$(/usr/bin/docker run --rm --network=none "$TB_IMAGE" echo hello 2>&1) || {
+            note "docker run failed: $out"
+            return 1
+        }
+        [[ $out == hello ]] || { note "docker run printed: $out"; return 1; }
+        note "docker run --rm --network=none $TB_IMAGE echo hello (runc): ok ($(since "$t") s)"
+    }
+    if docker_setup; then
+        DOCKER_OK=yes
+    else
+        DOCKER_OK=no
+        note "docker does not work here; see /var/log/dockerd.log and /var/log/containerd.log"
+        [[ ${TB_REQUIRE_DOCKER:-0} == 1 ]] && die "docker is required (TB_REQUIRE_DOCKER=1)"
+    fi
+fi
+
+# ---------------------------------------------------------------------------
+stage "scrun-rest runtime in $TB_VENV"
+"$TESTBED_DIR/install-runtime.sh" "$REPO_DIR"
+
+# ---------------------------------------------------------------------------
+stage "scrun-rest configuration and tokens"
+install_if_changed /etc/scrun-rest/scrun-rest.conf root:root 0644 <<EOF || true
+# scrun-rest for root (docker, rootful podman): mints its own tokens.
+RestUrl=$TB_REST_URL
+TunnelHost=127.0.0.1
+JwtKeyFile=$TB_JWT_KEY
+JwtUser=root
+EOF
+chmod 0755 /etc/scrun-rest
+user_scrun_conf() {
+    local user=$1 rc token tmp
+    rc=$(getent passwd "$user" | cut -d: -f6)/.config/scrun-rest
+    install -d -o "$user" -g "$user" -m 0700 "$rc"
+    install_if_changed "$rc/scrun-rest.conf" "$user:$user" 0600 <<EOF || true
+# scrun-rest for $user: a token minted by setup.sh (scontrol token).
+RestUrl=$TB_REST_URL
+TunnelHost=127.0.0.1
+JwtFile=$rc/jwt
+EOF
+    token=$(mint_token "$user" $((30 * 86400))) || die "scontrol token for $user failed"
+    tmp=$(mktemp "$rc/.jwt.XXXXXX")
+    printf '%s\n' "$token" >"$tmp"
+    chown "$user:$user" "$tmp"
+    chmod 0600 "$tmp"
+    mv "$tmp" "$rc/jwt"
+    note "minted a 30-day token for $user into $rc/jwt"
+}
+user_scrun_conf "$TB_USER"
+user_scrun_conf "$TB_OTHER_USER"
+
+# ---------------------------------------------------------------------------
+if [[ ${TB_SKIP_CHECKS:-0} != 1 ]]; then
+    stage "check: REST submit -> running latency"
+    "$TESTBED_DIR/measure-latency.sh" 3
+
+    stage "check: srun and rootless runc inside a Slurm job (as $TB_USER)"
+    "$TESTBED_DIR/check-runc-in-job.sh"
+fi
+
+# What tests may want to know, in one sourceable file (also readable by Python).
+cat >"$TB_STATE/testbed.env.tmp" <<EOF
+TB_REST_URL=$TB_REST_URL
+TB_JWT_KEY=$TB_JWT_KEY
+TB_NODE=$TB_NODE
+TB_PARTITIONS=debug,other
+TB_USER=$TB_USER
+TB_UID=$TB_UID
+TB_OTHER_USER=$TB_OTHER_USER
+TB_OTHER_UID=$TB_OTHER_UID
+TB_IMAGE=$TB_IMAGE
+TB_ROOTFS=$TB_ROOTFS
+TB_ROOTFS_TAR=$ROOTFS_TAR
+TB_VENV=$TB_VENV
+TB_DAEMONS=$DAEMONS
+TB_DOCKER=$DOCKER_OK
+TB_ROOTLESS_NETNS=$(cat "$NETNS_FILE")
+EOF
+mv "$TB_STATE/testbed.env.tmp" "$TB_STATE/testbed.env"
+chmod 0644 "$TB_STATE/testbed.env"
+
+stage "testbed ready (docker: $DOCKER_OK; settings in $TB_STATE/testbed.env)"
+"$DAEMONS" status || true
