@@ -30,6 +30,9 @@ def adapt(config, uid, gid, extra_env, terminal, disable_hooks=True):
     # Slurm confines the job; runc cannot join the submit host's cgroups.
     linux.pop("cgroupsPath", None)
     linux.pop("resources", None)
+    # Sysctls such as ping_group_range name ids and settings of the submit
+    # host; inside a one-id user namespace the kernel refuses them.
+    linux.pop("sysctl", None)
     if disable_hooks:
         hooks = config.get("hooks") or {}
         for kind in HOOK_KINDS:
@@ -73,12 +76,10 @@ def _rootless_namespaces(linux, uid, gid, user):
     namespaces = []
     for namespace in linux.get("namespaces") or []:
         namespace = dict(namespace)
-        # A namespace path from the submit host (podman's netns) is either
-        # missing here or someone else's: start a fresh namespace instead.
-        if namespace.get("path") and not os.path.exists(namespace["path"]):
-            namespace.pop("path")
-        if namespace.get("type") == "user":
-            namespace.pop("path", None)
+        # A namespace path names the submit host's namespace (podman's netns,
+        # a pod's): missing here, or owned by another user namespace that a
+        # fresh rootless container cannot join. Start a fresh one instead.
+        namespace.pop("path", None)
         namespaces.append(namespace)
     if not any(ns.get("type") == "user" for ns in namespaces):
         namespaces.append({"type": "user"})

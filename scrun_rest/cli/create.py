@@ -154,6 +154,7 @@ def _become_anchor(setup):
     code = 1
     try:
         os.setsid()
+        _name_process(b"scrun-anchor")
         if setup.terminal:
             import fcntl
             import termios
@@ -165,6 +166,16 @@ def _become_anchor(setup):
         code = 1
     finally:
         os._exit(code)
+
+
+def _name_process(name):
+    """A name ps and pgrep show, so an anchor is easy to find."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def _record_crash(setup):

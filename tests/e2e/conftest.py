@@ -14,15 +14,50 @@ def require_testbed():
         pytest.skip(message)
 
 
+class Engine:
+    """podman as the rootless test user, or docker (as root)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.user = testbed.USER if name == "podman" else "root"
+        self.spool_root = testbed.SPOOL_ROOT if name == "podman" else testbed.DOCKER_ROOT
+
+    def __call__(self, *args, **kwargs):
+        run = testbed.podman if self.name == "podman" else testbed.docker
+        return run(*args, **kwargs)
+
+    def __repr__(self):
+        return self.name
+
+
+@pytest.fixture(params=["podman", "docker"])
+def engine(request):
+    if request.param == "docker" and not testbed.docker_available():
+        if os.environ.get("CI"):
+            pytest.fail("dockerd is not running")
+        pytest.skip("dockerd is not running")
+    return Engine(request.param)
+
+
+def _leftovers(user, spool_root):
+    problems = []
+    if not testbed.wait_until(lambda: not testbed.user_jobs(user), 20):
+        problems.append("jobs of %s left: %s" % (user, testbed.user_jobs(user)))
+    if not testbed.wait_until(lambda: not testbed.anchors(user), 10):
+        problems.append("anchors of %s left: %s" % (user, testbed.anchors(user)))
+    if not testbed.wait_until(lambda: not testbed.spool_dirs(spool_root), 10):
+        problems.append("spool dirs left: %s" % testbed.spool_dirs(spool_root))
+    return problems
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request):
-    """After every test: no job, no anchor process, no spool dir of the user."""
+    """After every test: no job, no anchor process, no spool dir."""
     yield
     if request.node.get_closest_marker("leaves_state"):
         return
-    assert testbed.wait_until(lambda: not testbed.user_jobs(), 20), \
-        "jobs left: %s" % testbed.user_jobs()
-    assert testbed.wait_until(lambda: not testbed.anchors(), 10), \
-        "anchors left: %s" % testbed.anchors()
-    assert testbed.wait_until(lambda: not testbed.spool_dirs(), 10), \
-        "spool dirs left: %s" % testbed.spool_dirs()
+    problems = _leftovers(testbed.USER, testbed.SPOOL_ROOT)
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("engine") == "docker":
+        problems += _leftovers("root", testbed.DOCKER_ROOT)
+    assert not problems, "; ".join(problems)

@@ -45,9 +45,19 @@ def podman(*args, input=None, timeout=120, runtime=RUNTIME):
     return as_user(["podman", "--runtime", runtime] + list(args), input=input, timeout=timeout)
 
 
+DOCKER_ROOT = "/var/run/docker/runtime-runc/moby"
+
+
 def docker(*args, input=None, timeout=120):
-    return subprocess.run(["docker"] + list(args), input=input, capture_output=True,
-                          timeout=timeout, cwd="/tmp")
+    """Docker runs the runtime as root, which submits as Slurm user root."""
+    argv = ["/usr/bin/docker"] + list(args)
+    if args and args[0] == "run":
+        argv[2:2] = ["--runtime", "scrun-rest"]
+    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout, cwd="/tmp")
+
+
+def docker_available():
+    return subprocess.run(["/usr/bin/docker", "info"], capture_output=True).returncode == 0
 
 
 def admin_token(user="root", lifespan=600):
@@ -75,7 +85,7 @@ def user_jobs(user=USER):
 
 
 def anchors(user=USER):
-    out = subprocess.run(["pgrep", "-u", user, "-f", "scrun-rest"], capture_output=True,
+    out = subprocess.run(["pgrep", "-u", user, "-x", "scrun-anchor"], capture_output=True,
                          text=True).stdout
     return [int(pid) for pid in out.split()]
 

@@ -44,7 +44,8 @@ def podman_like_config():
         "hooks": {"prestart": [{"path": "/usr/libexec/podman/hook"}]},
         "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/run/netns/gone"}],
                   "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
-                  "cgroupsPath": "user.slice:libpod:x", "resources": {"pids": {"limit": 10}}},
+                  "cgroupsPath": "user.slice:libpod:x", "resources": {"pids": {"limit": 10}},
+                  "sysctl": {"net.ipv4.ping_group_range": "0 2147483647"}},
     }
 
 
@@ -55,7 +56,7 @@ def test_adapt_makes_a_rootless_config():
     assert {"type": "user"} in linux["namespaces"]
     assert {"type": "network"} in linux["namespaces"]
     assert linux["uidMappings"] == [{"containerID": 0, "hostID": 2000, "size": 1}]
-    assert "cgroupsPath" not in linux and "resources" not in linux
+    assert "cgroupsPath" not in linux and "resources" not in linux and "sysctl" not in linux
     assert "hooks" not in config
     assert config["mounts"][0]["options"] == ["nosuid", "newinstance", "mode=0620"]
     assert len(config["mounts"]) == 1

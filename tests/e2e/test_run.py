@@ -1,4 +1,4 @@
-"""Issue 3: podman runs containers as Slurm jobs and behaves like runc."""
+"""Issue 3: podman and docker run containers as Slurm jobs and behave like runc."""
 import hashlib
 import json
 import time
@@ -10,41 +10,41 @@ from .testbed import IMAGE, container_state, podman, rest_job, user_jobs, wait_u
 RUN = ("run", "--rm", "--network=none")
 
 
-def test_echo_hello():
-    result = podman(*RUN, IMAGE, "echo", "hello")
+def test_echo_hello(engine):
+    result = engine(*RUN, IMAGE, "echo", "hello")
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"hello\n"
 
 
-def test_exit_code_is_the_containers():
-    assert podman(*RUN, IMAGE, "sh", "-c", "exit 7").returncode == 7
+def test_exit_code_is_the_containers(engine):
+    assert engine(*RUN, IMAGE, "sh", "-c", "exit 7").returncode == 7
 
 
-def test_death_by_signal_is_128_plus_n():
+def test_death_by_signal_is_128_plus_n(engine):
     # In its own pid namespace the shell is pid 1 and would ignore TERM.
-    result = podman(*RUN, IMAGE, "sh", "-c", "sleep 30 & kill -TERM $!; wait $!; exit $?")
+    result = engine(*RUN, IMAGE, "sh", "-c", "sleep 30 & kill -TERM $!; wait $!; exit $?")
     assert result.returncode == 143, result.stderr
 
 
-def test_same_as_runc_for_a_signal_death():
-    ours = podman(*RUN, IMAGE, "sh", "-c", "kill -TERM $$")
+def test_same_as_runc_for_a_signal_death(engine):
+    ours = engine(*RUN, IMAGE, "sh", "-c", "kill -TERM $$")
     runc = podman(*RUN, IMAGE, "sh", "-c", "kill -TERM $$", runtime="runc")
     assert ours.returncode == runc.returncode
 
 
-def test_stdin_reaches_the_container():
-    result = podman("run", "--rm", "-i", "--network=none", IMAGE, "md5sum", input=b"abc")
+def test_stdin_reaches_the_container(engine):
+    result = engine("run", "--rm", "-i", "--network=none", IMAGE, "md5sum", input=b"abc")
     assert result.stdout.split()[0] == hashlib.md5(b"abc").hexdigest().encode()
 
 
-def test_stdout_and_stderr_stay_apart():
-    result = podman(*RUN, IMAGE, "sh", "-c", "echo out; echo err >&2; echo out2")
+def test_stdout_and_stderr_stay_apart(engine):
+    result = engine(*RUN, IMAGE, "sh", "-c", "echo out; echo err >&2; echo out2")
     assert result.stdout == b"out\nout2\n"
     assert result.stderr == b"err\n"
 
 
-def test_20_mb_of_output_arrives_intact():
-    result = podman(*RUN, IMAGE, "sh", "-c",
+def test_20_mb_of_output_arrives_intact(engine):
+    result = engine(*RUN, IMAGE, "sh", "-c",
                     "head -c 20000000 /dev/urandom > /tmp/x; sha256sum /tmp/x >&2; cat /tmp/x",
                     timeout=180)
     assert result.returncode == 0, result.stderr[-500:]
@@ -52,29 +52,29 @@ def test_20_mb_of_output_arrives_intact():
     assert hashlib.sha256(result.stdout).hexdigest().encode() == result.stderr.split()[0]
 
 
-def test_detached_then_stopped_ends_the_job():
-    started = podman("run", "-d", "--network=none", IMAGE, "sleep", "300")
+def test_detached_then_stopped_ends_the_job(engine):
+    started = engine("run", "-d", "--network=none", IMAGE, "sleep", "300")
     assert started.returncode == 0, started.stderr
     cid = started.stdout.decode().strip()
-    assert wait_until(lambda: user_jobs(), 10)
+    assert wait_until(lambda: user_jobs(engine.user), 10)
     begin = time.monotonic()
-    stopped = podman("stop", "-t", "2", cid)
+    stopped = engine("stop", "-t", "2", cid)
     assert stopped.returncode == 0, stopped.stderr
     assert time.monotonic() - begin < 2 + 5
-    assert wait_until(lambda: not user_jobs(), 10)
-    podman("rm", "-f", cid)
+    assert wait_until(lambda: not user_jobs(engine.user), 10)
+    engine("rm", "-f", cid)
 
 
-def test_job_name_from_scrun_job_name():
-    started = podman("run", "-d", "--network=none", "-e", "SCRUN_JOB_NAME=x", IMAGE,
+def test_job_name_from_scrun_job_name(engine):
+    started = engine("run", "-d", "--network=none", "-e", "SCRUN_JOB_NAME=x", IMAGE,
                      "sleep", "300")
     assert started.returncode == 0, started.stderr
     cid = started.stdout.decode().strip()
     try:
-        state = wait_until(lambda: container_state(cid), 10)
+        state = wait_until(lambda: container_state(cid, engine.spool_root), 10)
         assert rest_job(state["job_id"])["name"] == "x"
     finally:
-        podman("rm", "-f", "-t", "0", cid)
+        engine("rm", "-f", cid)
 
 
 @pytest.mark.parametrize("edit,fragment", [
