@@ -17,6 +17,9 @@ TB_USER=scruntest
 TB_UID=2000
 TB_OTHER_USER=scrunother
 TB_OTHER_UID=2001
+# Extra test users ("name:uid ..."), so several developers can run the
+# end-to-end suite at once without seeing each other's jobs.
+TB_DEV_USERS=${TB_DEV_USERS:-}
 TB_IMAGE=localhost/busybox
 TB_ROOTFS=/var/lib/scrun-testbed/busybox-rootfs
 TB_STATE=/var/lib/scrun-testbed

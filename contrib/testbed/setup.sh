@@ -94,6 +94,11 @@ add_user() {  # name uid subid-start
 }
 add_user "$TB_USER" "$TB_UID" 200000
 add_user "$TB_OTHER_USER" "$TB_OTHER_UID" 300000
+sub=400000
+for entry in $TB_DEV_USERS; do
+    add_user "${entry%%:*}" "${entry##*:}" "$sub"
+    sub=$((sub + 65536))
+done
 if [[ ! -c /dev/net/tun ]]; then
     mkdir -p /dev/net
     mknod /dev/net/tun c 10 200 || note "mknod /dev/net/tun failed"
@@ -303,6 +308,7 @@ EOF
 }
 rootless_podman_setup "$TB_USER"
 rootless_podman_setup "$TB_OTHER_USER"
+for entry in $TB_DEV_USERS; do rootless_podman_setup "${entry%%:*}"; done
 note "rootless default network: $(cat "$NETNS_FILE")"
 
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
@@ -391,6 +397,7 @@ EOF
 }
 user_scrun_conf "$TB_USER"
 user_scrun_conf "$TB_OTHER_USER"
+for entry in $TB_DEV_USERS; do user_scrun_conf "${entry%%:*}"; done
 
 # ---------------------------------------------------------------------------
 if [[ ${TB_SKIP_CHECKS:-0} != 1 ]]; then

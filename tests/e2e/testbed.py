@@ -6,8 +6,10 @@ import time
 import urllib.request
 
 RUNTIME = "/opt/scrun-rest/bin/scrun-rest"
-USER = "scruntest"
-UID = 2000
+# SCRUN_TEST_USER/SCRUN_TEST_UID pick another test user (TB_DEV_USERS in
+# contrib/testbed/lib.sh) so parallel runs do not see each other's jobs.
+USER = os.environ.get("SCRUN_TEST_USER", "scruntest")
+UID = int(os.environ.get("SCRUN_TEST_UID", "2000"))
 OTHER_USER = "scrunother"
 HOME = "/home/%s" % USER
 RUNTIME_DIR = "/run/user/%d" % UID
