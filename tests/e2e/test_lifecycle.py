@@ -1,0 +1,127 @@
+"""Issue 3: the OCI lifecycle of runtime.md, driven as conmon drives it."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from scrun_rest.oci.validate import validate_state
+
+from . import testbed
+
+ROOTFS = "/var/lib/scrun-testbed/busybox-rootfs"
+
+
+@pytest.fixture
+def bundle(tmp_path_factory):
+    """A rootless bundle the test user owns, as podman would prepare."""
+    path = "/tmp/scrun-e2e-bundle-%d" % os.getpid()
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(ROOTFS, path + "/rootfs", symlinks=True)
+    subprocess.run(["runc", "spec", "--rootless", "--bundle", path], check=True)
+    with open(path + "/config.json") as handle:
+        config = json.load(handle)
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["sleep", "300"]
+    with open(path + "/config.json", "w") as handle:
+        json.dump(config, handle)
+    subprocess.run(["chown", "-R", testbed.USER, path], check=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def runtime(*args, timeout=60):
+    return testbed.as_user([testbed.RUNTIME] + list(args), timeout=timeout)
+
+
+def create(bundle, cid):
+    """create with its stdio on files: the anchor keeps them, as it keeps
+    conmon's pipes, so a pipe here would never reach EOF."""
+    with open(bundle + "/out", "wb") as out, open(bundle + "/err", "w+b") as err:
+        result = subprocess.run(
+            ["runuser", "-u", testbed.USER, "--", "env", "-i", "HOME=" + testbed.HOME,
+             "XDG_RUNTIME_DIR=" + testbed.RUNTIME_DIR, "PATH=/usr/bin:/bin",
+             testbed.RUNTIME, "create", "--bundle", bundle, "--pid-file", bundle + "/pid", cid],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=120, cwd="/tmp")
+        err.seek(0)
+        result.stderr = err.read()
+    return result
+
+
+def state(cid):
+    result = runtime("state", cid)
+    assert result.stderr == b""
+    document = json.loads(result.stdout)
+    validate_state(document)
+    return document
+
+
+def test_the_whole_lifecycle(bundle):
+    cid = "life-%d" % os.getpid()
+    assert create(bundle, cid).returncode == 0
+    pid = int(open(bundle + "/pid").read())
+    assert not open(bundle + "/pid").read().endswith("\n")
+    assert state(cid)["status"] == "created" and state(cid)["pid"] == pid
+    duplicate = create(bundle, cid)
+    assert duplicate.returncode != 0 and b"already exists" in duplicate.stderr
+    assert runtime("delete", cid).returncode != 0          # not stopped
+    assert runtime("start", cid).returncode == 0
+    assert state(cid)["status"] == "running"
+    assert runtime("start", cid).returncode == 0           # a second start succeeds
+    assert runtime("kill", cid, "KILL").returncode == 0
+    assert testbed.wait_until(lambda: state(cid)["status"] == "stopped", 10)
+    assert state(cid)["pid"] == 0
+    assert runtime("kill", cid).returncode != 0            # kill only when created/running
+    assert runtime("start", cid).returncode != 0           # start only from created
+    assert runtime("delete", cid).returncode == 0
+    assert runtime("state", cid).returncode != 0
+    assert runtime("delete", "--force", cid).returncode == 0   # may run twice
+    assert runtime("delete", "--force", cid).returncode == 0
+
+
+def test_delete_force_stops_a_running_container(bundle):
+    cid = "force-%d" % os.getpid()
+    assert create(bundle, cid).returncode == 0
+    assert runtime("start", cid).returncode == 0
+    begin = time.monotonic()
+    assert runtime("delete", "--force", cid).returncode == 0
+    assert time.monotonic() - begin < 10
+    assert testbed.container_state(cid) is None
+
+
+def test_state_after_the_anchor_died_is_stopped(bundle):
+    cid = "dead-%d" % os.getpid()
+    assert create(bundle, cid).returncode == 0
+    pid = int(open(bundle + "/pid").read())
+    os.kill(pid, signal.SIGKILL)
+    assert testbed.wait_until(lambda: state(cid)["status"] == "stopped", 10)
+    assert state(cid)["pid"] == 0
+    assert runtime("delete", "--force", cid).returncode == 0
+
+
+def test_sigint_to_the_anchor_cancels_the_job(bundle):
+    cid = "sigint-%d" % os.getpid()
+    assert create(bundle, cid).returncode == 0
+    assert runtime("start", cid).returncode == 0
+    job_id = testbed.container_state(cid)["job_id"]
+    os.kill(int(open(bundle + "/pid").read()), signal.SIGINT)
+    assert testbed.wait_until(lambda: state(cid)["status"] == "stopped", 15)
+    assert testbed.wait_until(lambda: str(job_id) not in testbed.user_jobs(), 15)
+    assert runtime("delete", cid).returncode == 0
+
+
+def test_check_reports_a_ready_host():
+    result = runtime("check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout.decode()
+    assert "v0.0.38" in text and testbed.USER in text and testbed.REST_URL in text
+
+
+def test_version_and_features():
+    version = runtime("--version")
+    assert version.stdout.decode().splitlines()[1] == "spec: 1.0.2"
+    features = json.loads(runtime("features").stdout)
+    assert features["ociVersionMax"] == "1.0.2"
