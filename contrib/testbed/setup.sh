@@ -429,5 +429,11 @@ EOF
 mv "$TB_STATE/testbed.env.tmp" "$TB_STATE/testbed.env"
 chmod 0644 "$TB_STATE/testbed.env"
 
+stage "a container through scrun-rest (as $TB_USER)"
+out=$(as_user "$TB_USER" podman --runtime "$TB_VENV/bin/scrun-rest" run --rm "$TB_IMAGE" \
+    echo hello 2>&1) || die "podman --runtime scrun-rest run failed: $out"
+[[ $out == hello ]] || die "podman --runtime scrun-rest run printed: $out"
+echo "$out"
+
 stage "testbed ready (docker: $DOCKER_OK; settings in $TB_STATE/testbed.env)"
 "$DAEMONS" status || true
