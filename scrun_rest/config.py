@@ -4,7 +4,6 @@ podman hands the runtime almost no environment, so everything a user needs
 must be expressible in the file; the environment only overrides it.
 """
 import os
-import shlex
 
 from .errors import UserError
 
@@ -20,7 +19,7 @@ KNOWN_KEYS = (
     "LuaScript", "CreateTimeout", "AgentPython", "JobOutput",
     # oci.conf(5) keys for the compute side
     "RunTimeRun", "RunTimeCreate", "RunTimeStart", "RunTimeQuery",
-    "RunTimeKill", "RunTimeDelete", "RunTimeEnvExclude", "EnvExclude",
+    "RunTimeKill", "RunTimeDelete", "RunTimeExec", "RunTimeEnvExclude", "EnvExclude",
     "CreateEnvFile", "IgnoreFileConfigJson", "DisableHooks",
     "DisableCleanup", "MountSpoolDir", "ContainerPath", "SrunPath",
     "SrunArgs", "StdIODebug", "SyslogDebug", "FileDebug",
@@ -94,6 +93,7 @@ def _unquote(value, source, lineno):
     if value[:1] in ("'", '"'):
         try:
             # comments=True: a quoted value may still carry a trailing # comment.
+            import shlex  # not at the top: `state` reaches real_uid() and must stay light
             parts = shlex.split(value, comments=True)
         except ValueError as exc:
             raise UserError("%s:%d: %s" % (source, lineno, exc))

@@ -10,6 +10,7 @@ import re
 
 from scrun_rest import slurm_time
 from scrun_rest.errors import UserError
+from scrun_rest.log import VARIABLES as LOG_VARIABLES
 
 
 # -- value parsers: each returns the value to use or raises ValueError -------
@@ -17,6 +18,13 @@ def text(value):
     if not value.strip():
         raise ValueError("it is empty")
     return value.strip()
+
+
+def absolute_path(value):
+    value = text(value)
+    if not value.startswith("/"):
+        raise ValueError("it is not an absolute path")
+    return value
 
 
 def count(value):
@@ -140,12 +148,13 @@ TABLE = {
     "SCRUN_USE_MIN_NODES": (None, "--use-min-nodes", flag),
     "SCRUN_WAIT4SWITCH": ("wait_for_switch", None, minutes),
     "SCRUN_WCKEY": ("wckey", None, text),
-    "SCRUN_WORKING_DIR": ("current_working_directory", None, text),
+    # The job's working directory (default /tmp); the container's own cwd
+    # is config.json's process.cwd.
+    "SCRUN_WORKING_DIR": ("current_working_directory", None, absolute_path),
 }
 
 # Settings that are not job options but that we honour from process.env.
-OTHER_SETTINGS = ("SCRUN_DEBUG", "SCRUN_STDERR_DEBUG", "SCRUN_SYSLOG_DEBUG",
-                  "SCRUN_FILE_DEBUG")
+OTHER_SETTINGS = LOG_VARIABLES
 
 
 class JobOptions:

@@ -19,7 +19,11 @@ LEVELS = {
     "debug2": logging.DEBUG - 1, "debug3": logging.DEBUG - 2,
     "debug4": logging.DEBUG - 3, "debug5": logging.DEBUG - 4,
 }
+ORDER = tuple(LEVELS)  # quietest first
 DEFAULT_LEVEL = "error"
+# Settings read from create's environment and config.json's process.env.
+VARIABLES = ("SCRUN_DEBUG", "SCRUN_STDERR_DEBUG", "SCRUN_SYSLOG_DEBUG", "SCRUN_FILE_DEBUG",
+             "SCRUN_LOG_FILE")
 for _name, _number in LEVELS.items():
     if logging.getLevelName(_number).startswith("Level "):
         logging.addLevelName(_number, _name.upper())
@@ -70,13 +74,17 @@ class LogSettings:
         variables = variables or {}
         if log_format not in ("text", "json"):
             raise UserError("--log-format=%s is not json or text" % log_format)
+        if not log_file and variables.get("SCRUN_LOG_FILE"):
+            log_file = variables["SCRUN_LOG_FILE"]
+            if not os.path.isabs(log_file):
+                raise UserError("SCRUN_LOG_FILE=%s is not an absolute path" % log_file[:80])
         self.log_file = log_file
         self.log_format = log_format
-        base = LEVELS[DEFAULT_LEVEL]
+        # Each -v is one level more than scrun's default (error): info, verbose, debug...
+        index = ORDER.index(DEFAULT_LEVEL) + verbosity
         if debug:
-            base = LEVELS["debug"]
-        if verbosity:
-            base = min(base, LEVELS["info"] - verbosity + 1)
+            index = max(index, ORDER.index("debug"))
+        base = LEVELS[ORDER[min(index, len(ORDER) - 1)]]
         if "SCRUN_DEBUG" in variables:
             base = parse_level(variables["SCRUN_DEBUG"], "SCRUN_DEBUG")
         self.file_level = base
@@ -94,13 +102,26 @@ class LogSettings:
     def to_dict(self):
         return dict(self.__dict__)
 
+    def effective_file(self, default_file=None):
+        return self.log_file or default_file
+
     def apply(self, default_file=None, stderr_fd=2):
-        """Install handlers on the scrun_rest logger."""
+        """Install handlers on the scrun_rest logger (and Python's warnings).
+
+        Our stderr is usually the container's: nothing may reach it through
+        logging's last resort or a printed warning unless SCRUN_STDERR_DEBUG
+        asks for it.
+        """
         logger = logging.getLogger("scrun_rest")
+        warnings = logging.getLogger("py.warnings")
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
             handler.close()
+        for handler in list(warnings.handlers):
+            warnings.removeHandler(handler)
         logger.propagate = False
+        warnings.propagate = False
+        logging.captureWarnings(True)
         levels = [self.file_level]
         path = self.log_file or default_file
         formatter = JsonFormatter() if self.log_format == "json" else TextFormatter()
@@ -125,6 +146,10 @@ class LogSettings:
                 levels.append(self.syslog_level)
             except OSError:
                 pass
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+        for handler in logger.handlers:
+            warnings.addHandler(handler)
         logger.setLevel(min(levels))
         return logger
 
@@ -135,8 +160,15 @@ def _private_file_handler(path):
 
 
 def record_error(settings, text):
-    """The failure line podman and docker read back from --log."""
+    """The failure line podman and docker read back from --log.
+
+    podman parses the whole file as one JSON object, docker takes its last
+    `level: error` line: when the anchor already logged this very error as
+    the last line, it is not written twice.
+    """
     if not settings or not settings.log_file:
+        return
+    if _last_error(settings.log_file, settings.log_format) == " ".join(text.split()):
         return
     try:
         fd = os.open(settings.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -148,6 +180,31 @@ def record_error(settings, text):
                 handle.write("%s error: %s\n" % (rfc3339(_now()), text))
     except OSError:
         pass
+
+
+def _last_error(path, log_format):
+    """The message of the file's last line if it is an error, spaces squeezed."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 65536))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    last = lines[-1] if lines else ""
+    if log_format == "json":
+        try:
+            entry = json.loads(last)
+        except ValueError:
+            return None
+        if not isinstance(entry, dict) or entry.get("level") != "error":
+            return None
+        return " ".join(str(entry.get("msg", "")).split())
+    if " ERROR " in last and ": " in last:
+        return " ".join(last.split(": ", 1)[1].split())
+    if " error: " in last:
+        return " ".join(last.split(" error: ", 1)[1].split())
+    return None
 
 
 def _now():

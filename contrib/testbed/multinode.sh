@@ -96,17 +96,21 @@ net_up() {
 }
 
 # The login host may open connections only to slurmrestd; replies to the
-# connections jobs open towards it (the tunnel) are let out.
+# connections jobs open towards it (the tunnel) are let out. Anything else is
+# refused at once (REJECT), so a Slurm client there fails fast, not after
+# its connect timeouts.
 login_firewall() {
     local rules
     rules=$(in_ns login iptables -S OUTPUT)
-    if grep -q -- "--dport $MN_REST_PORT" <<<"$rules" && grep -q -- '-P OUTPUT DROP' <<<"$rules"; then
+    if grep -q -- "--dport $MN_REST_PORT" <<<"$rules" && grep -q -- '-j REJECT' <<<"$rules" &&
+            grep -q -- '-P OUTPUT DROP' <<<"$rules"; then
         return 0
     fi
     in_ns login iptables -F OUTPUT
     in_ns login iptables -A OUTPUT -o lo -j ACCEPT
     in_ns login iptables -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
     in_ns login iptables -A OUTPUT -p tcp -d "${MN_ADDR[ctl]}" --dport "$MN_REST_PORT" -j ACCEPT
+    in_ns login iptables -A OUTPUT -j REJECT
     in_ns login iptables -P OUTPUT DROP
     note "login firewall: out only to ${MN_ADDR[ctl]}:$MN_REST_PORT and replies"
 }

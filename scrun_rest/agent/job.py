@@ -21,6 +21,8 @@ from scrun_rest.tunnel import wire
 REPORTED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                     signal.SIGUSR1, signal.SIGUSR2)
 KILL_GRACE = 5.0
+# Tasks that lost the anchor need a moment to remove their containers.
+STEP_GRACE = 10.0
 
 
 def log(text):
@@ -54,10 +56,11 @@ class JobAgent:
         pause = 0.1
         while True:
             try:
-                return wire.dial(host, port, self.secret, role, timeout=5)
-            except wire.TunnelError:
-                raise
-            except OSError:
+                return wire.dial(host, port, self.secret, role, timeout=5,
+                                 tls_pin=self.params.get("tls"))
+            except (OSError, wire.TunnelError):
+                # Refused, or dropped by an anchor busy with others' junk
+                # connections: try again until the deadline.
                 if time.monotonic() + pause > deadline:
                     raise
                 time.sleep(pause)
@@ -179,7 +182,7 @@ class JobAgent:
         env[bootstrap.CODE_ENV] = self._code_for_tasks()
         env["SCRUN_REST_TASK"] = json.dumps({
             "host": self.params["host"], "port": self.params["port"],
-            "key": self.task_key, "session": session})
+            "key": self.task_key, "session": session, "tls": self.params.get("tls")})
         command = self._srun(["--input=none"] + list(message.get("srun_args") or [])
                              + ["--", sys.executable, "-c", bootstrap.TASK_BOOT, "task"])
         try:
@@ -215,11 +218,23 @@ class JobAgent:
                    "output": output[-(1 << 20):]})
 
     def _stop_steps(self):
-        """End what still runs: srun passes the signals on to its tasks."""
+        """End what still runs, after its tasks had time to end by themselves.
+
+        A task that lost the anchor stops and removes its container on its
+        own; srun would turn our SIGTERM into SIGKILL for every task ("forcing
+        job termination") and leave the runtime's state behind on the nodes.
+        """
         with self.steps_lock:
             running = list(self.steps.values())
+        deadline = time.monotonic() + STEP_GRACE
         for process in running:
-            _signal_quietly(process, signal.SIGTERM)
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for process in running:
+            if process.poll() is None:
+                _signal_quietly(process, signal.SIGTERM)
         deadline = time.monotonic() + KILL_GRACE
         for process in running:
             try:
@@ -254,4 +269,9 @@ def _identity():
 
 
 def run_job_agent(params, sources):
-    return JobAgent(params, sources).run()
+    code = JobAgent(params, sources).run()
+    if params.get("tls"):
+        # Whatever the relays still hold must leave before we exit.
+        from scrun_rest.tunnel import tls
+        tls.drain(5.0)
+    return code

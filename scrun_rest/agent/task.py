@@ -18,6 +18,7 @@ import sys
 import tempfile
 import termios
 import threading
+import time
 
 from scrun_rest.agent import node_config, oci_conf, rootfs_lookup
 from scrun_rest.tunnel import wire
@@ -25,6 +26,9 @@ from scrun_rest.tunnel import wire
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                      signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGCONT)
 COPY_CHUNK = 1 << 20
+# How long to keep dialling the anchor when it drops or refuses us (it may
+# be busy turning away a flood of bogus connections).
+DIAL_PATIENCE = 20.0
 
 
 def log(text):
@@ -41,6 +45,7 @@ class Task:
     def __init__(self, spec):
         self.host, self.port = spec["host"], int(spec["port"])
         self.key = bytes.fromhex(spec["key"])
+        self.tls_pin = spec.get("tls")
         env = os.environ
         self.identity = {
             "session": spec["session"],
@@ -59,10 +64,24 @@ class Task:
         self.workdir = None
         self.mode = None
         self.window = None
+        self.cleaned = False
 
     def dial(self, kind, **extra):
         role = dict(self.identity, kind=kind, **extra)
-        return wire.dial(self.host, self.port, self.key, role)
+        deadline = time.monotonic() + DIAL_PATIENCE
+        pause = 0.1
+        while True:
+            try:
+                # Keepalive lets the control link notice an anchor that became
+                # unreachable, so _control_loop stops and removes the container
+                # before Slurm kills this task.
+                return wire.dial(self.host, self.port, self.key, role, tls_pin=self.tls_pin,
+                                 keepalive=(kind == "task"))
+            except (OSError, wire.TunnelError):
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def send(self, message):
         with self.send_lock:
@@ -98,15 +117,18 @@ class Task:
             problem = _check_runtime(command)
         if problem:
             code, text = problem
+            self._cleanup()
             self.send({"t": "exit", "status": code, "error": text})
             return code
         streams = {name: self.dial("data", stream=name) for name in setup["streams"]}
+        relays = self._relays(streams)
         # Ready to go: the anchor reports "created" once every task says so,
         # and `start` only has to send one message.
         self.send({"t": "prepared"})
         if not self._wait_for_go():
             for sock in streams.values():
                 sock.close()
+            self._cleanup()
             return 0
         for signum in FORWARDED_SIGNALS:
             signal.signal(signum, self._forward_signal)
@@ -114,6 +136,7 @@ class Task:
             self._spawn(command, streams, setup)
         except OSError as exc:
             text = "cannot run %s: %s" % (command, exc)
+            self._cleanup()
             self.send({"t": "exit", "status": 127, "error": text})
             return 127
         self.send({"t": "started", "pid": self.process.pid,
@@ -123,8 +146,20 @@ class Task:
         if self.output_pump is not None:
             # The terminal's last output must leave before the status does.
             self.output_pump.join(5)
+        for relay in relays:
+            relay.flushed.wait(30)
+        # Clean up before the status leaves: once the anchor has it, the
+        # job may end and take this process with it.
+        self._cleanup()
         self.send({"t": "exit", "status": status})
         return 0
+
+    def _relays(self, streams):
+        """The TLS relays behind the stream sockets (none without TLS)."""
+        if not self.tls_pin:
+            return []
+        from scrun_rest.tunnel import tls
+        return [r for r in (tls.relay_of(s) for s in streams.values()) if r is not None]
 
     def _wait_for_go(self):
         while True:
@@ -288,6 +323,10 @@ class Task:
             log("%s failed: %s" % (key, exc))
 
     def _cleanup(self):
+        """Remove the runtime's container and our files; safe to call twice."""
+        if self.cleaned:
+            return
+        self.cleaned = True
         # Only the container's own task removes it; an exec merely joined it.
         if self.process is not None and self.mode == "run" and "container" in self.values:
             if (self.settings.get("DisableCleanup") or "").lower() not in ("yes", "true", "1"):
@@ -304,7 +343,10 @@ def _check_runtime(command):
     except (ValueError, IndexError):
         return 126, "cannot parse the runtime command %r" % command
     if "/" in program:
-        found = os.access(program, os.X_OK)
+        if os.path.isfile(program) and not os.access(program, os.X_OK):
+            return 126, "%s: permission denied on node %s (not executable)" % (
+                program, socket.gethostname())
+        found = os.path.isfile(program)
     else:
         found = shutil.which(program) is not None
     if not found:
@@ -358,4 +400,9 @@ def run_task():
     except (KeyError, ValueError):
         log("SCRUN_REST_TASK is missing or malformed")
         return 2
-    return Task(spec).run()
+    code = Task(spec).run()
+    if spec.get("tls"):
+        # Whatever the relays still hold must leave before we exit.
+        from scrun_rest.tunnel import tls
+        tls.drain(5.0)
+    return code

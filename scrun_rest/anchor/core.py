@@ -27,6 +27,9 @@ PENDING_POLL_DELAYS = (3, 5, 10, 20, 30)
 # Signals whose default action ends a process: a kill before start stops the
 # container with 128+N, as it would have died of it.
 HARMLESS_SIGNALS = {signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGWINCH}
+# How long job_fate waits for Slurm to finish a job it is ending.
+FATE_TRIES = 8
+FATE_PAUSE = 0.5
 
 
 class Anchor:
@@ -57,6 +60,7 @@ class Anchor:
         self.control_sock = None
         self.done = None
         self.staging = None
+        self.tls_pin = None
 
     # -- helpers ------------------------------------------------------------
     async def blocking(self, function, *args):
@@ -128,13 +132,19 @@ class Anchor:
 
     def _open_servers(self):
         host = self.setup.tunnel_host
+        tls_context = None
+        if self.setup.tunnel_tls:
+            from scrun_rest.anchor.tunnel_cert import make_server_context
+            tls_context, self.tls_pin = make_server_context(self.spool.dir)
         self.tunnel = TunnelServer(self.loop, host, self.setup.port_range,
-                                   self.key_for_role, self.on_tunnel_connection)
+                                   self.key_for_role, self.on_tunnel_connection,
+                                   tls_context=tls_context)
         self.tunnel.start()
         self.control_sock = control.bind(self.spool.socket_path)
         self.control_sock.setblocking(False)
         self.loop.create_task(self.serve_control())
-        log.info("tunnel listening on %s", self.tunnel.address)
+        log.info("tunnel listening on %s%s", self.tunnel.address,
+                 " (TLS)" if tls_context is not None else "")
 
     def _close_servers(self):
         if self.tunnel is not None:
@@ -150,11 +160,15 @@ class Anchor:
         script = job_script.build(
             self.setup.container_id, self.tunnel_advertised_host(), self.tunnel.port,
             self.job_secret.hex(), python=self.setup.agent_python,
-            heartbeat=self.setup.heartbeat)
+            heartbeat=self.setup.heartbeat, tls_pin=self.tls_pin)
         request = dict(self.setup.job_request, script=script)
         # Output variables name this process, which did not exist when
         # create built the request.
         request["environment"] = dict(request["environment"], **self.setup.output_env())
+        # The script holds the agent's secret: never logged.
+        log.debug("job request: %s", sorted(
+            (key, value) for key, value in request.items()
+            if key not in ("script", "environment") and value is not None))
         self.job_id = await self.blocking(self.rest_client().submit, request)
         log.info("submitted job %s", self.job_id)
         self.write_state()
@@ -256,7 +270,7 @@ class Anchor:
             if time.monotonic() - self.agent_heard > limit:
                 log.warning("no word from the agent for %.0f s", limit)
                 self.agent.close()
-                await self.agent_lost()
+                await self.agent_lost("no word from the job's agent for %.0f s" % limit)
                 return
 
     async def agent_started(self, message):
@@ -266,11 +280,20 @@ class Anchor:
                  message.get("nodelist"), message.get("python"))
         self.agent.send({"t": "welcome", "task_key": self.task_key.hex(),
                          "settings": self.setup.settings})
-        if self.setup.staging is not None:
-            await self.stage_in()
-            if self.finishing:
-                return
-        self.launch(self.main, srun_args=self.setup.step_args)
+        # Not awaited: stage_in may run remote commands, whose answers arrive
+        # on this very connection.
+        self.loop.create_task(self.stage_and_launch())
+
+    async def stage_and_launch(self):
+        try:
+            if self.setup.staging is not None:
+                await self.stage_in()
+                if self.finishing:
+                    return
+            self.launch(self.main, srun_args=self.setup.step_args)
+        except Exception as exc:  # the user must see why, not a silent hang
+            log.exception("launching the container failed")
+            self.finish(1, "internal error: %s" % exc)
 
     async def agent_ping(self, message):
         self.agent.send({"t": "pong"})
@@ -425,10 +448,23 @@ class Anchor:
 
     async def job_fate(self):
         """Ask Slurm what happened to the job, in words for the user."""
-        try:
-            info = await self.blocking(self.rest_client().job, self.job_id)
-        except UserError as exc:
-            return "lost contact with job %s (%s)" % (self.job_id, exc)
+        for _ in range(FATE_TRIES):
+            try:
+                info = await self.blocking(self.rest_client().job, self.job_id)
+            except UserError as exc:
+                return "lost contact with job %s (%s)" % (self.job_id, exc)
+            # v0.0.38/39 show COMPLETING instead of the base state (CANCELLED,
+            # TIMEOUT, ...) until the job's processes are gone: ask again.
+            if info.state.name != "COMPLETING":
+                break
+            await asyncio.sleep(FATE_PAUSE)
+        if not info.state.is_terminal and self.job_signal:
+            return "Slurm sent signal %d (%s) to job %s, which is %s" % (
+                self.job_signal, _signal_name(self.job_signal), self.job_id,
+                info.state.name)
+        if not info.state.is_terminal:
+            # The job lives on (we lost it, not Slurm); finish cancels it.
+            return "job %s is still %s" % (self.job_id, info.state.name)
         words = {
             "CANCELLED": "Slurm cancelled job %s",
             "TIMEOUT": "job %s reached its time limit",
@@ -440,13 +476,13 @@ class Anchor:
         text = words.get(info.state.name, "job %s ended as " + info.state.name)
         return (text % self.job_id) + _reason(info)
 
-    async def agent_lost(self):
+    async def agent_lost(self, why="the job's agent disconnected"):
         main = self.main
         if main is not None and main.ended.is_set():
             return
         reason = await self.job_fate() if self.job_id else "the agent is gone"
         code = 128 + (self.job_signal or signal.SIGKILL)
-        self.finish(code, "the job's agent disconnected: %s" % reason)
+        self.finish(code, "%s: %s" % (why, reason))
 
     # -- staging ---------------------------------------------------------------
     async def stage_in(self):
@@ -455,7 +491,7 @@ class Anchor:
                                 self.remote_command_sync)
             self.stage_in_ran = True
         except UserError as exc:
-            self.finish(1, "stage_in failed: %s" % exc)
+            self.finish(1, str(exc))
 
     async def stage_out(self):
         if not self.stage_in_ran:
@@ -466,6 +502,9 @@ class Anchor:
                                 self.remote_command_sync)
         except UserError as exc:
             log.error("stage_out failed: %s", exc)
+            # The container's files may not be back: the user must know.
+            if self.main is not None:
+                self.main.write_local_error(str(exc))
 
     def remote_command_sync(self, script):
         """For Lua (in a worker thread): run script on all job nodes."""
@@ -496,11 +535,17 @@ class Anchor:
         if main is not None:
             main.close_local()
         await self.stage_out()
+        cancelled = False
+        if not self.create_reported and self.job_id is not None:
+            # create fails: cancel the job as scrun does, so Slurm records
+            # it as cancelled rather than failed.
+            await self.cancel_job()
+            cancelled = True
         if self.agent is not None and not self.agent.closed:
             self.agent.send({"t": "shutdown", "code": code})
             await asyncio.sleep(0)
             self.agent.close()
-        elif self.job_id is not None:
+        elif self.job_id is not None and not cancelled:
             await self.cancel_job()
         for session in list(self.sessions.values()):
             if session.number and hasattr(session, "exit_future") and \
@@ -626,6 +671,13 @@ def _poll_delays():
         yield delay
     while True:
         yield PENDING_POLL_DELAYS[-1]
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "signal %d" % number
 
 
 def _reason(info):

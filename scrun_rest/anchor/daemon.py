@@ -27,6 +27,8 @@ def run_anchor(setup):
         log.exception("anchor crashed")
         anchor.report_to_create("error 1 the anchor crashed; see its log")
         code = 1
+    # contrib/bench and tests/e2e/test_performance.py read this count.
+    log.debug("REST requests: %d", anchor.rest.requests_made if anchor.rest else 0)
     log.info("anchor exits with %s", code)
     logging.shutdown()
     return code

@@ -18,6 +18,7 @@ AGENT_MODULES = (
     "scrun_rest.agent.node_config",
     "scrun_rest.agent.rootfs_lookup",
     "scrun_rest.tunnel.wire",
+    "scrun_rest.tunnel.tls",
 )
 PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.tunnel")
 
@@ -40,11 +41,15 @@ def agent_sources():
 
 
 def build(container_id, host, port, secret_hex, python="python3",
-          heartbeat=5, dial_timeout=30):
+          heartbeat=5, dial_timeout=30, tls_pin=None):
     shebang = python if python.startswith("/") else "/usr/bin/env " + python
     params = {"host": host, "port": port, "secret": secret_hex,
               "heartbeat": heartbeat, "dial_timeout": dial_timeout,
               "container": container_id}
+    if tls_pin:
+        # The certificate's fingerprint: public, it only lets the agent
+        # recognise the real anchor.
+        params["tls"] = tls_pin
     return "".join((
         "#!%s\n" % shebang,
         "# scrun-rest %s agent for container %s\n" % (scrun_rest.__version__, container_id),

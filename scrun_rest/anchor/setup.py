@@ -31,6 +31,7 @@ class AnchorSetup:
         self.settings = {}
         self.tunnel_host = "127.0.0.1"
         self.port_range = (0, 0)
+        self.tunnel_tls = False
         self.heartbeat = 5
         self.create_timeout = 200
         self.agent_python = "python3"
@@ -92,7 +93,7 @@ class AnchorSetup:
             "SCRUN_ROOT": self.root,
             "SCRUN_ROOTFS_PATH": self.rootfs,
             "SCRUN_SUBMISSION_ROOTFS_PATH": self.submission_rootfs or self.rootfs,
-            "SCRUN_LOG_FILE": (self.log_settings.log_file if self.log_settings else "") or "",
+            "SCRUN_LOG_FILE": self._log_file(),
             "SCRUN_LOG_FORMAT": self.log_settings.log_format if self.log_settings else "text",
         }
         for key in ("SCRUN_USER_ID", "SCRUN_GROUP", "SCRUN_GROUP_ID"):
@@ -101,6 +102,13 @@ class AnchorSetup:
         for name, value in (self.annotations or {}).items():
             env["SCRUN_ANNOTATION_" + _env_name(name)] = value
         return env
+
+    def _log_file(self):
+        """Where the anchor logs: --log, SCRUN_LOG_FILE, else the spool dir."""
+        default = os.path.join(self.spool.dir, "anchor.log") if self.spool else None
+        if self.log_settings is None:
+            return default or ""
+        return self.log_settings.effective_file(default) or ""
 
     def job_output_env(self):
         return self.output_env(getattr(self, "job_identity", None))

@@ -3,10 +3,9 @@
 Used by the light commands (state, kill, delete), so: stdlib only and cheap.
 """
 import errno
-import json
 import os
-import tempfile
 
+from scrun_rest import lean_json
 from scrun_rest.errors import UserError
 
 STATE_FILE = "state.json"
@@ -27,6 +26,7 @@ def default_root():
     user_run = "/run/user/%d" % uid
     if os.path.isdir(user_run) and os.access(user_run, os.W_OK):
         return os.path.join(user_run, "scrun-rest")
+    import tempfile  # only here: `state` must stay light
     return os.path.join(tempfile.gettempdir(), "scrun-rest-%d" % uid)
 
 
@@ -77,15 +77,22 @@ class Spool:
     def read_state(self):
         try:
             with open(self.path(STATE_FILE), encoding="utf-8") as handle:
-                return json.load(handle)
-        except FileNotFoundError:
+                return lean_json.load(handle)
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        except (OSError, ValueError):
+        except PermissionError:
+            # Another user's root: refuse, never guess a state.
+            raise UserError("container %s: permission denied (it is not yours)" % self.id)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return None  # no container can have such a name
+            return {"id": self.id, "status": STOPPED, "pid": 0}
+        except ValueError:
             # A state file cut short by a crash still means the container exists.
             return {"id": self.id, "status": STOPPED, "pid": 0}
 
     def write_state(self, state):
-        write_private_file(self.path(STATE_FILE), json.dumps(state))
+        write_private_file(self.path(STATE_FILE), lean_json.dumps(state))
 
     def remove(self):
         for name in os.listdir(self.dir) if self.exists() else ():
@@ -105,6 +112,7 @@ class Spool:
 
 def write_private_file(path, text, mode=0o600):
     """Write atomically so readers never see half a file."""
+    import tempfile
     directory = os.path.dirname(path) or "."
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:

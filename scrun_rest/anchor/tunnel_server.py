@@ -1,7 +1,9 @@
 """The anchor's TCP listener: authenticates every connection before use.
 
 Handshakes run in worker threads with a short timeout so a peer that
-connects and says nothing cannot stall the anchor or the real agent.
+connects and says nothing cannot stall the anchor or the real agent. With
+TunnelTls the TLS handshake comes first, in the same thread, and the anchor
+gets the plain end of a relay (tunnel/tls.py).
 """
 import logging
 import random
@@ -17,8 +19,9 @@ MAX_PENDING = 32
 
 
 class TunnelServer:
-    def __init__(self, loop, host, port_range, key_lookup, on_connection):
+    def __init__(self, loop, host, port_range, key_lookup, on_connection, tls_context=None):
         self.loop = loop
+        self.tls_context = tls_context
         self.host = host
         self.port_range = port_range
         self.key_lookup = key_lookup
@@ -83,16 +86,25 @@ class TunnelServer:
     def _handshake(self, conn):
         conn.settimeout(HANDSHAKE_TIMEOUT)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        role = wire.server_handshake(conn, self.key_lookup)
+        if self.tls_context is not None:
+            from scrun_rest.tunnel import tls
+            conn = tls.wrap_server(conn, self.tls_context, HANDSHAKE_TIMEOUT)
+            conn.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            role = wire.server_handshake(conn, self.key_lookup)
+        except BaseException:
+            conn.close()
+            raise
         conn.settimeout(None)
-        return role
+        return conn, role
 
     def _handshake_done(self, conn, peer, future):
         self.pending -= 1
         try:
-            role = future.result()
+            conn, role = future.result()
         except (OSError, wire.TunnelError, ValueError) as exc:
-            log.warning("rejected a tunnel connection from %s: %s", peer[0], exc or "timeout")
+            log.warning("rejected a tunnel connection from %s: %s", peer[0],
+                        _first_line(exc))
             conn.close()
             return
         if self.listener is None:
@@ -100,3 +112,7 @@ class TunnelServer:
             return
         conn.setblocking(False)
         self.on_connection(conn, role, peer)
+
+
+def _first_line(exc):
+    return str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__

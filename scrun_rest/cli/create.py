@@ -51,6 +51,7 @@ def prepare(container_id, bundle, config_doc, parsed, globals_):
     values = job_options.collect(os.environ, process.get("env"))
     options = job_options.parse(values)
     log_settings = globals_.log_settings(options.settings)
+    log_settings.apply()  # Lua logs while loading; never onto conmon's stderr
     session = Session.load()
     setup = AnchorSetup(
         container_id=container_id, bundle=bundle, config_doc=config_doc,
@@ -62,6 +63,7 @@ def prepare(container_id, bundle, config_doc, parsed, globals_):
         ntasks=options.ntasks, labelio=options.labelio, log_settings=log_settings,
         settings=session.config.oci_settings(), tunnel_host=session.tunnel_host(),
         port_range=session.config.port_range(),
+        tunnel_tls=session.config.get_bool("TunnelTls"),
         heartbeat=session.config.get_int("TunnelHeartbeat", minimum=1),
         create_timeout=session.config.get_int("CreateTimeout", minimum=0),
         agent_python=session.config.get("AgentPython"),
@@ -159,6 +161,10 @@ def _become_anchor(setup):
             import fcntl
             import termios
             fcntl.ioctl(setup.stdio["tty"], termios.TIOCSCTTY, 0)
+            # The terminal is the container's stdio; docker's shim waits
+            # for EOF on the pipes it gave create.
+            from scrun_rest.cli.common import release_caller_stdio
+            release_caller_stdio()
         from scrun_rest.anchor.daemon import run_anchor
         code = run_anchor(setup)
     except BaseException:

@@ -21,7 +21,7 @@ import tty
 from scrun_rest.anchor import control, spool as spoolmod
 from scrun_rest.anchor.core import write_pid_file
 from scrun_rest.cli import args
-from scrun_rest.cli.common import open_spool
+from scrun_rest.cli.common import open_spool, release_caller_stdio
 from scrun_rest.cli.create import _send_fd
 from scrun_rest.errors import UserError
 from scrun_rest.tunnel import wire
@@ -54,10 +54,13 @@ def run(argv, globals_):
         fds, window = [slave], _window(slave)
     else:
         fds, window = [0, 1, 2], None
-    sock = control.connect(spool.socket_path)
-    control.send_with_fds(sock, {"cmd": "exec", "process": process, "tty": terminal,
-                                 "window": window}, fds)
-    reply = wire.recv(sock)
+    try:
+        sock = control.connect(spool.socket_path)
+        control.send_with_fds(sock, {"cmd": "exec", "process": process, "tty": terminal,
+                                     "window": window}, fds)
+        reply = wire.recv(sock)
+    except (control.AnchorGone, ConnectionError) as exc:
+        raise UserError("container %s is not running (%s)" % (spool.id, exc))
     if not reply or not reply.get("ok"):
         raise UserError((reply or {}).get("error") or "exec failed")
     if parsed.get("--detach"):
@@ -66,6 +69,7 @@ def run(argv, globals_):
             sock.close()
             write_pid_file(parsed.get("--pid-file"), pid)
             return 0
+        release_caller_stdio()
         os._exit(_front(sock, slave))
     write_pid_file(parsed.get("--pid-file"), os.getpid())
     return _front(sock, slave)
@@ -135,12 +139,6 @@ def _front(sock, slave):
     for signum in FORWARDED:
         signal.signal(signum, forward)
     if slave is not None:
-        try:
-            os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-        except OSError:
-            pass
-
         def resize(signum, frame):
             window = _window(slave)
             if window:
@@ -150,6 +148,14 @@ def _front(sock, slave):
                     pass
 
         signal.signal(signal.SIGWINCH, resize)
+        try:
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        except OSError:
+            pass
+        # The caller sizes the terminal once it has our pid, which may be
+        # before the terminal was ours to get SIGWINCH for.
+        resize(None, None)
     while True:
         try:
             message = wire.recv(sock)

@@ -52,6 +52,7 @@ class Globals:
         self.debug = bool(parsed.get("--debug"))
         self.verbosity = len(parsed.get("-v", []))
         self.config_file = parsed.get("-f")
+        self.active_log_settings = None
 
     def resolved_root(self):
         from scrun_rest.anchor.spool import default_root
@@ -59,8 +60,12 @@ class Globals:
 
     def log_settings(self, variables=None):
         from scrun_rest.log import LogSettings
-        return LogSettings(self.log_file, self.log_format, self.verbosity, self.debug,
-                           variables)
+        settings = LogSettings(self.log_file, self.log_format, self.verbosity, self.debug,
+                               variables)
+        # report_error records a failure where this command logged (create
+        # may log to SCRUN_LOG_FILE from config.json).
+        self.active_log_settings = settings
+        return settings
 
 
 def print_version():
@@ -68,13 +73,27 @@ def print_version():
     sys.stdout.write("scrun-rest version %s\nspec: 1.0.2\n" % scrun_rest.__version__)
 
 
+MAX_ERROR = 400
+
+
+def _abridged(word, limit=60):
+    return word if len(word) <= limit else word[:40] + "..." + word[-12:]
+
+
 def report_error(text, globals_=None):
     """One line on stderr (podman shows it), and the --log line docker reads."""
     text = " ".join(str(text).split("\n"))
-    if globals_ is not None and globals_.log_file:
+    # Control characters from argv or paths (\x1e counts as a line break,
+    # \x1b drives the terminal) are shown escaped, never emitted.
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    if len(text) > MAX_ERROR:
+        # A 1000-character id or path must not drown the message.
+        text = " ".join(_abridged(word) for word in text.split(" "))
+    settings = getattr(globals_, "active_log_settings", None)
+    if globals_ is not None and (globals_.log_file or settings is not None):
         try:
             from scrun_rest.log import record_error
-            record_error(globals_.log_settings(), text)
+            record_error(settings or globals_.log_settings(), text)
         except UserError:
             pass
     try:

@@ -1,7 +1,7 @@
 """`state ID`: the OCI state as pure JSON on stdout, nothing on stderr."""
-import json
 import sys
 
+from scrun_rest import lean_json
 from scrun_rest.anchor import spool as spoolmod
 from scrun_rest.cli import args
 from scrun_rest.cli.common import open_spool
@@ -21,5 +21,5 @@ def run(argv, globals_):
         status, pid = spoolmod.STOPPED, 0
     document = state_document(spool.id, status, pid, bundle, state.get("annotations"),
                               str(state.get("ociVersion") or "1.0.2"))
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.write(lean_json.dumps(document, indent=2) + "\n")
     return 0

@@ -128,6 +128,13 @@ function slurm.time_str2mins(value)
   return minutes
 end
 
+-- The anchor's stdout is the container's: print() logs at info instead.
+function _G.print(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  py_log("info", table.concat(parts, "\t"))
+end
+
 _G.slurm = slurm
 return slurm
 """

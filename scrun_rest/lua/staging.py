@@ -146,7 +146,9 @@ class Staging:
     def stage_out(self, job_id, remote_command):
         setup = self.setup
         identity = getattr(setup, "job_identity", None) or {}
-        self._run("stage_out", STAGE_OUT, self.stage_env, remote_command,
+        # SCRUN_BUNDLE and SCRUN_ROOTFS_PATH now name what stage_in staged.
+        env = dict(self.stage_env, **self._environment({}, identity))
+        self._run("stage_out", STAGE_OUT, env, remote_command,
                   _lua(setup.container_id), _lua(self.bundle), _lua(self.orig_bundle),
                   _lua(self.root_path), _lua(self.orig_root), _lua(_spool_dir(setup)),
                   _lua(self.config_file), _job_id(job_id),

@@ -1,14 +1,13 @@
 """The OCI state document and container id rules (stdlib only: `state` is hot)."""
 
-import re
-
 from scrun_rest.errors import UserError
 
 STATUSES = ("creating", "created", "running", "stopped")
 
-# runc's rule, ^[\w+\-\.]+$ with Go's ASCII-only \w; \Z so that a trailing
-# newline does not sneak past Python's $.
-ID_PATTERN = re.compile(r"^[\w+\-.]+\Z", re.ASCII)
+# runc's rule, ^[\w+\-\.]+$ with Go's ASCII-only \w. A set, not a regex:
+# importing `re` would cost `state` a quarter of its time budget.
+ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "0123456789_+-.")
 MAX_ID_LENGTH = 1024
 
 
@@ -24,8 +23,8 @@ def check_container_id(cid):
     if cid in (".", ".."):
         # The id names a state directory; these would alias its parent.
         raise UserError("container id %r is not allowed" % cid)
-    if not ID_PATTERN.match(cid):
-        bad = next(c for c in cid if not ID_PATTERN.match(c))
+    if not ID_CHARACTERS.issuperset(cid):
+        bad = next(c for c in cid if c not in ID_CHARACTERS)
         raise UserError("container id %s contains %s; use only ASCII letters, digits and _ + - ."
                         % (_brief(cid), ascii(bad)))
     return cid

@@ -115,3 +115,86 @@ def container_state(cid, root=SPOOL_ROOT):
             return json.load(handle)
     except FileNotFoundError:
         return None
+
+
+def user_command(argv, user=USER, uid=UID):
+    """argv as the test user with a login-like environment, exec'd in place
+    (setpriv, unlike runuser, leaves no parent that handles the terminal's
+    signals itself)."""
+    return ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--init-groups",
+            "env", "-i", "HOME=/home/%s" % user, "XDG_RUNTIME_DIR=/run/user/%d" % uid,
+            "USER=" + user, "TERM=xterm", "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+            ] + list(argv)
+
+
+class Terminal:
+    """A program on a real pty, as if a person typed at it."""
+
+    def __init__(self, argv, rows=24, cols=80):
+        import pty
+        master, slave = pty.openpty()
+        self.fd = master
+        self.resize(rows, cols)
+
+        def controlling_terminal():
+            import fcntl
+            import termios
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                                        start_new_session=True, cwd="/tmp",
+                                        preexec_fn=controlling_terminal)
+        os.close(slave)
+        self.screen = b""
+        self.unread = 0
+
+    def resize(self, rows, cols):
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, text):
+        os.write(self.fd, text.encode() if isinstance(text, str) else text)
+
+    def _read(self, timeout):
+        import select
+        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0))
+        if not ready:
+            return False
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:  # EIO: every process on the terminal closed it
+            data = b""
+        if not data:
+            time.sleep(0.05)
+        self.screen += data
+        return bool(data)
+
+    def expect(self, pattern, timeout=30):
+        """The first match of pattern in output not yet matched."""
+        import re
+        expression = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = expression.search(self.screen, self.unread)
+            if match:
+                self.unread = match.end()
+                return match
+            if not self._read(deadline - time.monotonic()) and \
+                    (time.monotonic() >= deadline or self.process.poll() is not None):
+                raise AssertionError("no %r on the terminal; it shows %r"
+                                     % (pattern, self.screen[-600:]))
+
+    def wait(self, timeout=30):
+        """The program's exit code, reading its output meanwhile."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)
+        return self.process.wait(max(0.1, deadline - time.monotonic()))
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.fd)

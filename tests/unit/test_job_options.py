@@ -63,3 +63,44 @@ def test_time_strings(text, minutes):
 def test_bad_time_strings(text):
     with pytest.raises(ValueError):
         slurm_time.to_minutes(text)
+
+
+def test_every_job_field_has_a_rest_rule():
+    """rest/versions.py must know every field the table names, for some version."""
+    from scrun_rest.rest.versions import FIELD_RULES, NEWEST_FIRST, supports
+    for name, (field, _, _) in job_options.TABLE.items():
+        if field is None:
+            continue
+        assert field in FIELD_RULES, "%s maps to %r, which FIELD_RULES lacks" % (name, field)
+        assert any(supports(version, field) for version in NEWEST_FIRST), name
+
+
+def test_every_variable_reaches_slurm_or_is_ours():
+    """No variable is parsed and then dropped without a word in the table."""
+    silent = {"SCRUN_LABELIO", "SCRUN_OVERLAP", "SCRUN_UNBUFFEREDIO"}
+    for name, (field, option, _) in job_options.TABLE.items():
+        assert field or option or name in silent, name
+
+
+def test_working_dir_must_be_absolute():
+    assert parse(SCRUN_WORKING_DIR="/home/x").fields == {"current_working_directory": "/home/x"}
+    with pytest.raises(UserError, match="SCRUN_WORKING_DIR"):
+        parse(SCRUN_WORKING_DIR="relative/dir")
+
+
+def test_log_settings_are_taken_from_process_env_but_not_other_variables():
+    values = job_options.collect({}, ["SCRUN_DEBUG=debug", "SCRUN_LOG_FILE=/tmp/x.log",
+                                      "SCRUN_NOT_A_THING=1", "LD_PRELOAD=/evil.so"])
+    assert values == {"SCRUN_DEBUG": "debug", "SCRUN_LOG_FILE": "/tmp/x.log"}
+    options = job_options.parse(values)
+    assert options.settings == values and not options.fields and not options.step_args
+
+
+def test_a_field_the_api_version_lacks_is_refused_by_the_request_check():
+    from scrun_rest.rest.errors import UnsupportedField
+    from scrun_rest.rest.versions import submit_body
+    fields = job_options.parse({"SCRUN_CLUSTERS": "c1"}).fields
+    request = dict(fields, script="#!/bin/sh\n", environment={"A": "1"})
+    with pytest.raises(UnsupportedField):
+        submit_body("v0.0.38", request)
+    assert submit_body("v0.0.40", request)["job"]["clusters"] == "c1"

@@ -311,6 +311,42 @@ def test_malformed_answers_are_rest_errors(make_client, status, body, content_ty
     assert "\n" not in str(info.value) and URL in str(info.value)
 
 
+MALFORMED = [
+    (200, "not json at all", "application/json"),
+    (200, '{"jobs": [{"job_id": 43, "job_st', "application/json"),
+    (200, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
+    (500, "<html><body>Internal Server Error</body></html>", "text/html"),
+    (200, '{"errors": [{"error_number": 9001, "error": "oops"}]}', "application/json"),
+    (200, '{"errors": "not a list", "jobs": "nor this"}', "application/json"),
+    (200, '{"errors": [null, 5, {"error": null}]}', "application/json"),
+    (200, "null", "application/json"),
+]
+OPERATIONS = [
+    ("GET", "job/43", lambda c: c.job(43)),
+    ("POST", "job/submit", lambda c: c.submit({"script": "x", "environment": {"A": "b"}})),
+    ("DELETE", "job/43", lambda c: c.cancel(43)),
+    ("DELETE", "job/43", lambda c: c.signal(43, "TERM")),
+]
+
+
+@pytest.mark.parametrize("method,op,call", OPERATIONS, ids=[o[2].__name__ + o[1] for o in
+                                                           OPERATIONS])
+@pytest.mark.parametrize("status,body,content_type", MALFORMED)
+def test_every_operation_turns_a_malformed_answer_into_one_rest_error(
+        make_client, method, op, call, status, body, content_type):
+    """Never a KeyError or TypeError: one line that names the server."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(method, URL + "/slurm/v0.0.38/" + op, status=status, body=body,
+                 content_type=content_type)
+        try:
+            call(make_client(version="v0.0.38"))
+        except RestError as exc:
+            assert "\n" not in str(exc) and URL in str(exc)
+        else:
+            # Only DELETE may take a 200 with nothing usable as "done".
+            assert method == "DELETE" and status == 200
+
+
 @pytest.mark.parametrize("payload", [
     {"jobs": [{"job_id": "43"}]}, {"jobs": None}, {}, {"jobs": [None, 5]},
 ])

@@ -1,0 +1,431 @@
+"""Issue 6: faults and bad input. Each fault gives podman a non-zero exit and
+one clear message in time; afterwards no job of the user, no anchor, no spool
+dir (conftest checks those), no runc container, no task dir, no tunnel port.
+
+Tests marked `disruptive` stop a daemon or down the node: every user of the
+testbed feels them, so they are grouped and kept short.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from . import testbed
+from .testbed import IMAGE, RUNTIME, as_user, podman, rest_job, user_jobs, wait_until
+from .user_config import (Timer, all_user_jobs, blocked_ports, compute_leftovers,
+                          container_of_job, daemon_stopped, job_params, new_job,
+                          podman_popen, user_argv, user_config, write_user_file)
+
+RUN = ("run", "--rm", "--network=none")
+ROOTFS = "/var/lib/scrun-testbed/busybox-rootfs"
+
+
+def one_clear_line(stderr, *words):
+    text = stderr.decode("utf-8", "replace")
+    assert "Traceback" not in text and "KeyError" not in text, text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    for word in words:
+        assert word in lines[0], text
+    return lines[0]
+
+
+def finished(process, timeout):
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+@pytest.fixture
+def nothing_on_the_node():
+    """After the test: no runc container, no task scratch dir of the user."""
+    yield
+    assert not compute_leftovers()
+
+
+@pytest.fixture
+def bundle():
+    """A rootless bundle the test user owns, as podman would prepare one."""
+    path = "/tmp/scrun-faults-bundle-%d" % os.getpid()
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(ROOTFS, path + "/rootfs", symlinks=True)
+    subprocess.run(["runc", "spec", "--rootless", "--bundle", path], check=True)
+    with open(path + "/config.json") as handle:
+        config = json.load(handle)
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["sleep", "300"]
+    with open(path + "/config.json", "w") as handle:
+        json.dump(config, handle)
+    subprocess.run(["chown", "-R", testbed.USER, path], check=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def runtime(*args, timeout=60):
+    return as_user([RUNTIME] + list(args), timeout=timeout)
+
+
+def runtime_create(bundle, cid, *extra):
+    """create as conmon runs it: stdio on pipes/files it does not close."""
+    with open(os.devnull, "wb") as sink:
+        return subprocess.run(user_argv([RUNTIME, "create", "--bundle", bundle] + list(extra)
+                                        + [cid]),
+                              stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE,
+                              timeout=120, cwd="/tmp")
+
+
+# -- slurmrestd outages -----------------------------------------------------------
+
+@pytest.mark.disruptive
+def test_slurmrestd_down_at_create(nothing_on_the_node):
+    before = all_user_jobs()
+    with daemon_stopped("slurmrestd"):
+        timer = Timer()
+        result = podman(*RUN, IMAGE, "true")
+        elapsed = timer.elapsed
+        assert all_user_jobs() == before  # nothing was submitted
+    assert result.returncode != 0
+    one_clear_line(result.stderr, testbed.REST_URL, "unreachable")
+    assert elapsed < 15, elapsed
+
+
+@pytest.mark.disruptive
+@pytest.mark.slow
+def test_slurmrestd_outage_while_containers_run(nothing_on_the_node):
+    """The tunnel needs no REST: one container runs through the outage, one
+    is killed and removed during it."""
+    name = "outage-kill-%d" % os.getpid()
+    before = all_user_jobs()
+    through = podman_popen(*RUN, IMAGE, "sh", "-c", "sleep 9; echo done; exit 3")
+    killed = podman("run", "-d", "--network=none", "--name", name, IMAGE, "sleep", "300")
+    assert killed.returncode == 0, killed.stderr
+    assert wait_until(lambda: len(all_user_jobs() - before) == 2 and len(user_jobs()) == 2, 15)
+    with daemon_stopped("slurmrestd"):
+        outage = Timer()
+        stop = podman("stop", "-t", "1", name, timeout=30)
+        assert stop.returncode == 0, stop.stderr
+        code = podman("wait", name).stdout.decode().strip()
+        assert code in ("137", "143"), code
+        removed = podman("rm", name)
+        assert removed.returncode == 0, removed.stderr
+        assert outage.elapsed < 8, outage.elapsed
+        time.sleep(max(0.0, 4 - outage.elapsed))  # the other one runs on without REST
+    code, out, err = finished(through, 60)
+    assert code == 3, err
+    assert out == b"done\n"
+
+
+# -- the token runs out while the container runs ------------------------------------
+
+def short_token(lifespan):
+    """A token of the test user (scontrol token works for one's own name)."""
+    out = as_user(["scontrol", "token", "lifespan=%d" % lifespan]).stdout.decode()
+    return out.strip().split("=", 1)[1]
+
+
+def detached_job(result):
+    assert result.returncode == 0, result.stderr
+    cid = result.stdout.decode().strip()
+    state = wait_until(lambda: (testbed.container_state(cid) or {}).get("job_id") and
+                       testbed.container_state(cid), 15)
+    return cid, state["job_id"]
+
+
+def logs(cid):
+    result = podman("logs", cid)
+    return (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+def test_token_expiry_while_containers_run(nothing_on_the_node):
+    """scrun-rest stops using a token 60 s before it expires, so a 68 s token
+    is stale 8 s after it was made. A container outlives its token unharmed;
+    what needs REST afterwards renews through JwtCommand, or says why not."""
+    home = testbed.HOME + "/.config/scrun-rest"
+    jwt_file, command, counter = home + "/short-jwt", home + "/mint.sh", home + "/mint-count"
+    write_user_file(counter, "")
+    write_user_file(command, "#!/bin/sh\necho run >> %s\nexec scontrol token lifespan=68\n"
+                    % counter, mode=0o700)
+    write_user_file(jwt_file, short_token(68) + "\n")
+    minted = Timer()
+    names = []
+    try:
+        with user_config(JwtFile=jwt_file):
+            harmless = podman_popen(*RUN, IMAGE, "sh", "-c", "sleep 13; echo survived; exit 4")
+            stale_cid, stale_job = detached_job(
+                podman("run", "-d", "--network=none", IMAGE, "sleep", "300"))
+        names.append(stale_cid)
+        with user_config(JwtFile=None, JwtCommand=command):
+            renew_cid, renew_job = detached_job(
+                podman("run", "-d", "--network=none", IMAGE, "sleep", "300"))
+        names.append(renew_cid)
+        time.sleep(max(0.0, 10 - minted.elapsed))
+        for job in (stale_job, renew_job):
+            assert as_user(["scancel", str(job)]).returncode == 0
+        timer = Timer()
+        for cid in names:
+            code = podman("wait", cid, timeout=30).stdout.decode().strip()
+            assert code in ("137", "143"), (cid, code)
+        assert timer.elapsed < 10
+        assert "lost contact with job %d" % stale_job in logs(stale_cid)
+        assert "cannot be renewed" in logs(stale_cid)
+        assert "Slurm cancelled job %d" % renew_job in logs(renew_cid)
+        with open(counter) as handle:
+            assert len(handle.read().split()) >= 2  # create, then the renewal
+        code, out, err = finished(harmless, 60)
+        assert (code, out) == (4, b"survived\n"), err
+    finally:
+        for cid in names:
+            podman("rm", "-f", cid)
+        for path in (jwt_file, command, counter):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+# -- Slurm ends the job ---------------------------------------------------------------
+
+def rest_delete_as_user(job_id):
+    with open(testbed.HOME + "/.config/scrun-rest/jwt") as handle:
+        token = handle.read().strip()
+    request = urllib.request.Request(
+        "%s/slurm/v0.0.38/job/%d" % (testbed.REST_URL, job_id), method="DELETE",
+        headers={"X-SLURM-USER-NAME": testbed.USER, "X-SLURM-USER-TOKEN": token})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def running_container_job():
+    """Start `sleep 300` in the background; its process and job id once it runs."""
+    before = all_user_jobs()
+    process = podman_popen(*RUN, IMAGE, "sleep", "300")
+    job_id = new_job(before)
+    assert wait_until(lambda: (container_of_job(job_id)[1] or {}).get("status") == "running",
+                      15)
+    return process, job_id
+
+
+@pytest.mark.parametrize("how,words", [
+    ("scancel", "Slurm cancelled job %d"),
+    ("rest_delete", "Slurm cancelled job %d"),
+])
+def test_job_cancelled_from_outside(nothing_on_the_node, how, words):
+    process, job_id = running_container_job()
+    port = job_params(job_id)["port"]
+    timer = Timer()
+    if how == "scancel":
+        assert as_user(["scancel", str(job_id)]).returncode == 0
+    else:
+        rest_delete_as_user(job_id)
+    code, out, err = finished(process, 30)
+    assert timer.elapsed < 10, timer.elapsed
+    assert code in (137, 143), (code, err)
+    line = one_clear_line(err, words % job_id)
+    assert line.startswith("scrun-rest: ")
+    assert not compute_leftovers(port=port)
+
+
+@pytest.mark.slow
+def test_job_hits_its_time_limit(nothing_on_the_node):
+    """EndTime=now makes slurmctld's next time-limit check (every 30 s) end it."""
+    process, job_id = running_container_job()
+    subprocess.run(["scontrol", "update", "jobid=%d" % job_id,
+                    "EndTime=" + time.strftime("%Y-%m-%dT%H:%M:%S")], check=True)
+    code, out, err = finished(process, 60)
+    ended = rest_job(job_id)["end_time"]
+    assert time.time() - ended < 10, time.time() - ended
+    assert code in (137, 143), (code, err)
+    one_clear_line(err, "job %d reached its time limit" % job_id)
+
+
+@pytest.mark.disruptive
+def test_node_set_down(nothing_on_the_node):
+    process, job_id = running_container_job()
+    node = rest_job(job_id)["nodes"]
+    timer = Timer()
+    try:
+        subprocess.run(["scontrol", "update", "nodename=" + node, "state=down",
+                        "reason=scrun-rest fault test"], check=True)
+        code, out, err = finished(process, 30)
+        elapsed = timer.elapsed
+    finally:
+        subprocess.run(["scontrol", "update", "nodename=" + node, "state=resume"], check=True)
+        wait_until(lambda: subprocess.run(["sinfo", "-h", "-n", node, "-o", "%t"],
+                                          capture_output=True, text=True).stdout.strip()
+                   in ("idle", "mix", "alloc"), 30)
+    assert elapsed < 10, elapsed
+    assert code != 0
+    one_clear_line(err, "job %d ended: its node failed" % job_id)
+
+
+# -- the tunnel breaks -----------------------------------------------------------------
+
+def test_anchor_killed_ends_the_job(bundle, nothing_on_the_node):
+    cid = "killed-anchor-%d" % os.getpid()
+    before = all_user_jobs()
+    assert runtime_create(bundle, cid, "--pid-file", bundle + "/pid").returncode == 0
+    assert runtime("start", cid).returncode == 0
+    job_id = new_job(before)
+    port = job_params(job_id)["port"]
+    assert wait_until(lambda: testbed.container_state(cid)["status"] == "running", 10)
+    os.kill(int(open(bundle + "/pid").read()), signal.SIGKILL)
+    timer = Timer()
+    assert wait_until(lambda: str(job_id) not in user_jobs(), 10), "the job outlived its anchor"
+    assert timer.elapsed < 10
+    state = json.loads(runtime("state", cid).stdout)
+    assert (state["status"], state["pid"]) == ("stopped", 0)
+    assert runtime("delete", "--force", cid).returncode == 0
+    assert testbed.container_state(cid) is None
+    assert not compute_leftovers(port=port)
+
+
+TUNNEL_PORTS = (47700, 47709)
+
+
+@pytest.mark.slow
+def test_agent_cannot_reach_the_anchor(nothing_on_the_node):
+    """A firewall drops the agent's packets: the job gives up by itself."""
+    before = all_user_jobs()
+    with user_config(TunnelPortRange="%d-%d" % TUNNEL_PORTS), blocked_ports(*TUNNEL_PORTS):
+        timer = Timer()
+        result = podman(*RUN, IMAGE, "true", timeout=120)
+        elapsed = timer.elapsed
+    assert result.returncode != 0
+    line = one_clear_line(result.stderr, "without its agent reaching the anchor at 127.0.0.1:477")
+    assert elapsed < 60, elapsed
+    job_id = new_job(before)
+    assert rest_job(job_id)["job_state"] in ("FAILED", "COMPLETED", "CANCELLED"), line
+
+
+def test_tunnel_host_the_anchor_cannot_use():
+    before = all_user_jobs()
+    with user_config(TunnelHost="192.0.2.1"):
+        result = podman(*RUN, IMAGE, "true")
+    assert result.returncode != 0
+    one_clear_line(result.stderr, "cannot listen on 192.0.2.1")
+    assert all_user_jobs() == before
+
+
+# -- the compute-side runtime ------------------------------------------------------------
+
+@pytest.mark.parametrize("run,code,words", [
+    ("/nonexistent/runc run %n.%u.%j.%s.%t -b %b", 127,
+     "/nonexistent/runc: executable file not found"),
+    ("/etc/hostname run %n.%u.%j.%s.%t -b %b", 126, "/etc/hostname: permission denied"),
+])
+def test_runtime_missing_on_the_node(nothing_on_the_node, run, code, words):
+    before = all_user_jobs()
+    with user_config(RunTimeRun=run):
+        result = podman(*RUN, IMAGE, "true")
+    assert result.returncode == code, result.stderr
+    one_clear_line(result.stderr, words)
+    job_id = new_job(before)
+    assert wait_until(lambda: str(job_id) not in user_jobs(), 10)
+
+
+def test_runtime_that_fails_on_the_node(nothing_on_the_node):
+    with user_config(RunTimeRun="sh -c 'echo the runtime broke: $0 >&2; exit 3' %b"):
+        result = podman(*RUN, IMAGE, "true")
+    assert result.returncode == 3, result.stderr
+    one_clear_line(result.stderr, "the runtime broke: /tmp/scrun-rest.")
+
+
+# -- scrun.lua staging ---------------------------------------------------------------------
+
+STAGING = """
+function slurm_scrun_stage_in(id, bundle, spool_dir, config_file, job_id, user_id, group_id, job_env)
+    return %s
+end
+function slurm_scrun_stage_out(id, bundle, orig_bundle, root_path, orig_root_path, spool_dir, config_file, job_id, user_id, group_id)
+    return %s
+end
+return slurm.SUCCESS
+"""
+
+
+@pytest.fixture
+def lua_script():
+    path = testbed.HOME + "/.config/scrun-rest/fault-test.lua"
+
+    def write(stage_in, stage_out):
+        write_user_file(path, STAGING % (stage_in, stage_out))
+        return path
+    yield write
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def test_stage_in_failing_cancels_the_job(lua_script, nothing_on_the_node):
+    before = all_user_jobs()
+    with user_config(LuaScript=lua_script("slurm.ERROR", "slurm.SUCCESS")):
+        result = podman(*RUN, IMAGE, "echo", "never")
+    assert result.returncode != 0 and b"never" not in result.stdout
+    one_clear_line(result.stderr, "stage_in")
+    job_id = new_job(before)
+    assert wait_until(lambda: rest_job(job_id)["job_state"] == "CANCELLED", 10)
+
+
+def test_stage_out_failing_keeps_the_exit_code(lua_script, nothing_on_the_node):
+    with user_config(LuaScript=lua_script("slurm.SUCCESS", "slurm.ERROR")):
+        result = podman(*RUN, IMAGE, "sh", "-c", "echo ran; exit 5")
+    assert result.returncode == 5 and result.stdout == b"ran\n"
+    one_clear_line(result.stderr, "stage_out")
+
+
+# -- bad input: one clear line, non-zero exit, nothing submitted -----------------------------
+
+@pytest.fixture
+def nothing_submitted():
+    before = all_user_jobs()
+    yield
+    time.sleep(0.5)
+    assert all_user_jobs() == before
+
+
+@pytest.mark.parametrize("cid,words", [
+    ("a/b", "contains '/'"), ("..", "not allowed"), ("x" * 1025, "too long"),
+])
+def test_bad_container_ids(bundle, nothing_submitted, cid, words):
+    result = runtime_create(bundle, cid)
+    assert result.returncode != 0
+    one_clear_line(result.stderr, words)
+    for command in (["state"], ["kill"], ["start"], ["delete"]):
+        result = runtime(*(command + [cid]))
+        assert result.returncode != 0
+        one_clear_line(result.stderr, words)
+
+
+def test_a_1000_character_id_fails_cleanly(bundle, nothing_submitted):
+    cid = "x" * 1000
+    result = runtime_create(bundle, cid)
+    assert result.returncode != 0
+    line = one_clear_line(result.stderr, "File name too long")
+    assert len(line) < 400
+    for command in (["state"], ["kill"], ["start"]):
+        result = runtime(*(command + [cid]))
+        assert result.returncode != 0
+        one_clear_line(result.stderr, "does not exist")
+
+
+def test_bundles_that_are_not_bundles(bundle, nothing_submitted):
+    cases = [("/nonexistent-bundle", "does not exist"), ("/etc/hostname", "is not a directory"),
+             ("/tmp", "no config.json")]
+    for path, words in cases:
+        result = runtime_create(path, "bad-bundle")
+        assert result.returncode != 0
+        one_clear_line(result.stderr, words)
+    with open(bundle + "/config.json", "w") as handle:
+        handle.write('{"ociVersion": "1.0.2", "process": ')
+    result = runtime_create(bundle, "bad-json")
+    assert result.returncode != 0
+    one_clear_line(result.stderr, "config.json: not valid JSON")
+
+
+def test_pid_file_in_an_unwritable_place(bundle, nothing_submitted):
+    result = runtime_create(bundle, "bad-pid-file", "--pid-file", "/proc/scrun-pid")
+    assert result.returncode != 0
+    one_clear_line(result.stderr, "cannot write pid file /proc/scrun-pid")
+    assert testbed.container_state("bad-pid-file") is None

@@ -1,0 +1,204 @@
+"""How the tests reach the multi-node testbed of contrib/testbed/multinode.sh.
+
+The login host is the network namespace `login`: podman runs there as the
+test user with the runtime wrapper multinode.sh writes (its own scrun-rest
+config). Slurm commands for checks run from the `ctl` namespace.
+"""
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+ENV_FILE = "/var/lib/scrun-testbed/multinode.env"
+# The same test user as tests/e2e (SCRUN_TEST_USER picks a developer's own).
+USER = os.environ.get("SCRUN_TEST_USER", "scruntest")
+UID = int(os.environ.get("SCRUN_TEST_UID", "2000"))
+HOME = "/home/%s" % USER
+RUNTIME_DIR = "/run/user/%d" % UID
+SPOOL_ROOT = RUNTIME_DIR + "/scrun-rest"
+IMAGE = "localhost/busybox"
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+# podman hands the runtime no more than this (oci-callers.md).
+RUNTIME_ENV = {"HOME": HOME, "PATH": PATH, "XDG_RUNTIME_DIR": RUNTIME_DIR}
+
+
+def settings():
+    values = {}
+    try:
+        with open(ENV_FILE) as handle:
+            for line in handle:
+                key, sep, value = line.strip().partition("=")
+                if sep:
+                    values[key] = value
+    except FileNotFoundError:
+        pass
+    return values
+
+
+MN = settings()
+
+
+def available():
+    return bool(MN) and os.path.exists("/run/netns/login") and os.path.isdir(HOME) and \
+        os.path.exists(user_conf()) and slurm("scontrol", "ping").returncode == 0
+
+
+def user_conf(home=HOME):
+    return "%s/%s/scrun-rest.conf" % (home, MN.get("MN_USER_CONF_DIR", ""))
+
+
+def in_ns(ns, argv, **kwargs):
+    """argv in a namespace's network only: nsenter --net, as the daemons run."""
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run(["nsenter", "--net=/run/netns/%s" % ns] + list(argv), **kwargs)
+
+
+def on_login(argv, env=None, input=None, timeout=120, **kwargs):
+    """argv on the login host as the test user, with only the given environment."""
+    base = ["runuser", "-u", USER, "--", "env", "-i"]
+    base += ["%s=%s" % kv for kv in dict(RUNTIME_ENV, **(env or {})).items()]
+    return in_ns("login", base + list(argv), input=input, timeout=timeout, cwd="/tmp", **kwargs)
+
+
+def podman(*args, input=None, timeout=120, runtime=None):
+    runtime = runtime or MN["MN_RUNTIME"]
+    return on_login(["podman", "--runtime", runtime] + list(args), input=input,
+                    timeout=timeout)
+
+
+def podman_popen(*args, runtime=None):
+    runtime = runtime or MN["MN_RUNTIME"]
+    base = ["nsenter", "--net=/run/netns/login", "runuser", "-u", USER, "--", "env", "-i"]
+    base += ["%s=%s" % kv for kv in RUNTIME_ENV.items()]
+    return subprocess.Popen(base + ["podman", "--runtime", runtime] + list(args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/tmp")
+
+
+def slurm(*argv, user=None):
+    """A Slurm client command against the multi-node cluster (from ctl)."""
+    command = ["env", "SLURM_CONF=%s" % MN.get("MN_CONF", "/nonexistent"),
+               "PATH=" + PATH] + list(argv)
+    if user:
+        command = ["runuser", "-u", user, "--"] + command
+    return in_ns("ctl", command, text=True, cwd="/tmp")
+
+
+def user_jobs(user=USER):
+    """Ids of the user's jobs that are not finished."""
+    out = slurm("squeue", "-h", "-u", user, "-o", "%i").stdout
+    return out.split()
+
+
+def job_state(job_id):
+    out = slurm("scontrol", "show", "job", "-o", str(job_id)).stdout
+    match = re.search(r"\bJobState=(\S+)", out)
+    return match.group(1) if match else None
+
+
+def last_job(user=USER):
+    """The user's newest job on this cluster (finished ones included)."""
+    out = slurm("scontrol", "show", "job", "-o").stdout
+    ids = [int(m.group(1)) for line in out.splitlines()
+           if re.search(r"\bUserId=%s\(" % re.escape(user), line)
+           for m in [re.search(r"\bJobId=(\d+)", line)] if m]
+    return max(ids) if ids else None
+
+
+def anchors(user=USER):
+    out = subprocess.run(["pgrep", "-u", user, "-x", "scrun-anchor"], capture_output=True,
+                         text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def spool_dirs():
+    try:
+        return sorted(name for name in os.listdir(SPOOL_ROOT) if not name.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def runc_states(nodes=None):
+    """runc's state dirs of this cluster's containers (named NODE.USER.JOB...)."""
+    nodes = nodes or MN.get("MN_NODES", "n1 n2").split()
+    try:
+        names = os.listdir(RUNTIME_DIR)
+    except FileNotFoundError:
+        return set()
+    return {name for name in names if name.split(".")[0] in nodes
+            and name.split(".")[1:2] == [USER]}
+
+
+def node_processes(nodes=None):
+    """The test user's processes in the nodes' namespaces (pid, command)."""
+    found = []
+    for node in nodes or MN.get("MN_NODES", "n1 n2").split():
+        pids = subprocess.run(["ip", "netns", "pids", node], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            try:
+                if os.stat("/proc/%s" % pid).st_uid != UID:
+                    continue
+                with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                    command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            found.append((node, int(pid), command[:80]))
+    return found
+
+
+def wait_until(predicate, timeout=15, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+@contextlib.contextmanager
+def user_dir():
+    """A scratch directory under /tmp that the test user owns."""
+    path = tempfile.mkdtemp(prefix="scrun-mn-test.")
+    os.chmod(path, 0o755)
+    subprocess.run(["chown", USER, path], check=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def login_runtime(tmp_dir, extra_settings):
+    """A runtime wrapper whose config is the login config plus some settings."""
+    with open(user_conf()) as handle:
+        base = handle.read()
+    conf = os.path.join(tmp_dir, "scrun-rest.conf")
+    wrapper = os.path.join(tmp_dir, "scrun-rest")
+    with open(conf, "w") as handle:
+        handle.write(base + "".join("%s=%s\n" % kv for kv in extra_settings.items()))
+    os.chmod(conf, 0o600)
+    subprocess.run(["chown", USER, conf], check=True)
+    with open(wrapper, "w") as handle:
+        handle.write('#!/bin/sh\nexec %s -f %s "$@"\n' % (
+            os.path.join(MN.get("MN_VENV", "/opt/scrun-rest"), "bin", "scrun-rest"), conf))
+    os.chmod(wrapper, 0o755)
+    yield wrapper
+
+
+@contextlib.contextmanager
+def cut_login_from(node):
+    """Drop every packet between the login host and a node, both ways."""
+    address = MN["MN_%s_ADDR" % node.upper()]
+    rules = (["INPUT", "-s", address, "-j", "DROP"], ["OUTPUT", "-d", address, "-j", "DROP"])
+    for rule in rules:
+        in_ns("login", ["iptables", "-I"] + rule, check=True)
+    try:
+        yield
+    finally:
+        for rule in rules:
+            in_ns("login", ["iptables", "-D"] + rule)

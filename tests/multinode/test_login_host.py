@@ -1,0 +1,74 @@
+"""Issue 8: the login host reaches slurmrestd and nothing else of Slurm."""
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from . import cluster
+from .cluster import IMAGE, MN, podman
+
+RUN = ("run", "--rm", "--network=none")
+
+
+def test_no_slurm_command_works_on_the_login_host():
+    # The Slurm packages are installed on this machine, but neither the
+    # default slurm.conf nor this cluster's own lets a client reach slurmctld.
+    # (sinfo retries for 9 s before it gives up: the four run side by side.)
+    calls = [(argv, env) for env in ({}, {"SLURM_CONF": MN["MN_CONF"]})
+             for argv in (["scontrol", "ping"], ["sinfo", "-h"])]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        results = list(pool.map(lambda call: cluster.on_login(call[0], env=call[1]), calls))
+    for call, result in zip(calls, results):
+        assert result.returncode != 0, (call, result.stdout)
+    # The same commands from the controller's side do work: the test can fail.
+    assert cluster.slurm("scontrol", "ping").returncode == 0
+
+
+def test_the_login_config_names_only_slurmrestd_the_tunnel_and_a_token():
+    with open(cluster.user_conf()) as handle:
+        keys = [line.split("=", 1)[0].strip().lower() for line in handle
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert sorted(keys) == ["jwtfile", "resturl", "tunnelhost"]
+
+
+def test_a_container_runs_through_rest_alone():
+    result = podman(*RUN, IMAGE, "sh", "-c", "echo hello from $SLURM_TOPOLOGY_ADDR; exit 3")
+    assert result.returncode == 3, result.stderr
+    assert re.fullmatch(rb"hello from n[12]\n", result.stdout), result.stdout
+    job = cluster.last_job()
+    assert job >= int(MN["MN_FIRST_JOB_ID"])
+    assert cluster.job_state(job) in ("COMPLETED", "FAILED")
+
+
+def test_the_anchor_listens_on_tunnel_host_and_both_nodes_dial_it():
+    started = podman("run", "-d", "--network=none", "-e", "SCRUN_JOB_NUM_NODES=2",
+                     "-e", "SCRUN_NTASKS=2", IMAGE, "sleep", "60")
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.decode().strip()
+    login = MN["MN_LOGIN_ADDR"]
+    try:
+        listening = cluster.wait_until(lambda: _anchor_listeners(), 10)
+        assert listening and all(address.startswith(login + ":") for address in listening)
+        port = listening[0].rsplit(":", 1)[1]
+
+        def peers():
+            out = cluster.in_ns("login", ["ss", "-Htn", "state", "established",
+                                          "sport", "= :%s" % port], text=True).stdout
+            return {line.split()[-1].rsplit(":", 1)[0] for line in out.splitlines()}
+        # The agent and task 0 dial from n1, task 1 from n2.
+        wanted = {MN["MN_N1_ADDR"], MN["MN_N2_ADDR"]}
+        assert cluster.wait_until(lambda: peers() >= wanted, 10), peers()
+    finally:
+        podman("rm", "-f", "-t", "0", cid)
+
+
+def _anchor_listeners():
+    out = cluster.in_ns("login", ["ss", "-Htlnp"], text=True).stdout
+    return [line.split()[3] for line in out.splitlines() if '"scrun-anchor"' in line]
+
+
+def test_a_single_node_job_can_be_pinned_with_a_feature():
+    # Features=n1/n2 stand in for required_nodes, which v0.0.38 rejects.
+    for node in ("n2", "n1"):
+        result = podman(*RUN, "-e", "SCRUN_CONSTRAINT=%s" % node, IMAGE,
+                        "sh", "-c", "echo $SLURM_TOPOLOGY_ADDR")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == node.encode() + b"\n"
