@@ -39,6 +39,11 @@ DEFAULTS = {
     # runc --rootless keeps its state in the user's runtime dir on the node;
     # %n.%u.%j.%s.%t names each task's container uniquely.
     "RunTimeRun": "runc --rootless=true --root=/run/user/%U/ run %n.%u.%j.%s.%t -b %b",
+    # Without a terminal the task shim uses create/start instead: the
+    # container then writes into its stdio itself, where `runc run` would
+    # copy every byte (agent/detached.py; a third more throughput).
+    "RunTimeCreate": "runc --rootless=true --root=/run/user/%U/ create %n.%u.%j.%s.%t -b %b",
+    "RunTimeStart": "runc --rootless=true --root=/run/user/%U/ start %n.%u.%j.%s.%t",
     "RunTimeKill": "runc --rootless=true --root=/run/user/%U/ kill -a %n.%u.%j.%s.%t",
     "RunTimeDelete": "runc --rootless=true --root=/run/user/%U/ delete --force %n.%u.%j.%s.%t",
     "SrunPath": "srun",
@@ -47,6 +52,8 @@ DEFAULTS = {
 # The oci.conf keys travel to the agent, which lets the node's own
 # /etc/slurm/oci.conf override them.
 OCI_CONF_KEYS = tuple(KNOWN_KEYS[KNOWN_KEYS.index("RunTimeRun"):])
+RUNTIME_MODES = ((("RunTimeRun",), ("RunTimeCreate", "RunTimeStart")),
+                 (("RunTimeCreate", "RunTimeStart"), ("RunTimeRun",)))
 
 SYSTEM_CONF = "/etc/scrun-rest/scrun-rest.conf"
 
@@ -110,6 +117,14 @@ class Config:
     def __init__(self, values=None, path=None, environ=None):
         self.path = path
         self._values = dict(DEFAULTS)
+        named = set(values or {})
+        for mode, other in RUNTIME_MODES:
+            if named & set(mode):
+                # The file picks its way to run containers: our default for
+                # the other way must not win over it (task.py prefers
+                # create/start when both are there).
+                for key in set(other) - named:
+                    self._values.pop(key, None)
         self._values.update(values or {})
         env = os.environ if environ is None else environ
         if env.get("SCRUN_REST_URL"):

@@ -20,7 +20,7 @@ import termios
 import threading
 import time
 
-from scrun_rest.agent import node_config, oci_conf, rootfs_lookup
+from scrun_rest.agent import detached, node_config, oci_conf, pipes, rootfs_lookup
 from scrun_rest.tunnel import wire
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
@@ -64,7 +64,11 @@ class Task:
         self.workdir = None
         self.mode = None
         self.window = None
+        # Set in create/start mode (detached.py); None runs RunTimeRun.
+        self.start_command = None
+        self.pipes = []
         self.cleaned = False
+        self.ending = False
 
     def dial(self, kind, **extra):
         role = dict(self.identity, kind=kind, **extra)
@@ -103,8 +107,13 @@ class Task:
         self.settings = oci_conf.merge(setup.get("settings") or {},
                                        oci_conf.read_node_conf())
         self.workdir = tempfile.mkdtemp(prefix="scrun-rest.")
+        # Until the container runs, Slurm ending the step just ends us; the
+        # exception unwinds through the cleanup below.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         try:
             return self._run(setup)
+        except SystemExit as exc:
+            return exc.code
         finally:
             self._cleanup()
 
@@ -146,6 +155,8 @@ class Task:
         if self.output_pump is not None:
             # The terminal's last output must leave before the status does.
             self.output_pump.join(5)
+        for pipe in self.pipes:
+            pipe.join(30)
         for relay in relays:
             relay.flushed.wait(30)
         # Clean up before the status leaves: once the anchor has it, the
@@ -196,9 +207,19 @@ class Task:
         self._write(os.path.join(self.workdir, "config.json"), json.dumps(adapted))
         self._write(env_file, "".join("%s\n" % e for e in adapted["process"]["env"]))
         pattern = self.settings.get("RunTimeRun")
-        if not pattern:
-            return None, (126, "no RunTimeRun in oci.conf: only run mode is supported")
+        create, start = self.settings.get("RunTimeCreate"), self.settings.get("RunTimeStart")
         values["container"] = oci_conf.expand("%n.%u.%j.%s.%t", values)
+        if create and start and not terminal:
+            # The container then holds its stdio itself: no copy by runc.
+            self.start_command = oci_conf.expand(start, values)
+            return oci_conf.expand(create, values), None
+        if not pattern:
+            # A terminal needs run mode: its runtime stays the session leader
+            # that owns the terminal (after `create` exits, a hangup would
+            # kill the container).
+            return None, (126, "no RunTimeRun in oci.conf%s" % (
+                " (a terminal needs run mode)" if terminal else
+                " and no RunTimeCreate with RunTimeStart"))
         return oci_conf.expand(pattern, values), None
 
     def _prepare_exec(self, setup, values, terminal):
@@ -247,16 +268,29 @@ class Task:
             self._spawn_with_terminal(argv, streams["tty"], setup)
             return
         devnull = os.open(os.devnull, os.O_RDWR)
-        stdin = streams["stdin"].fileno() if "stdin" in streams else devnull
         try:
-            self.process = subprocess.Popen(
-                argv, stdin=stdin, stdout=streams["stdout"].fileno(),
-                stderr=streams["stderr"].fileno(), cwd=self.workdir,
-                start_new_session=True)
+            if self.start_command is not None:
+                self.pipes = [pipes.OutputPipe(streams["stdout"]),
+                              pipes.OutputPipe(streams["stderr"])]
+                if "stdin" in streams:
+                    self.pipes.insert(0, pipes.InputPipe(streams["stdin"]))
+                stdio = [pipe.fd for pipe in self.pipes]
+                stdin, stdout, stderr = [devnull] * (3 - len(stdio)) + stdio
+                self.process = detached.create_and_start(
+                    argv, self.start_command, stdin=stdin, stdout=stdout, stderr=stderr,
+                    cwd=self.workdir, start_new_session=True)
+            else:
+                stdin = streams["stdin"].fileno() if "stdin" in streams else devnull
+                self.process = subprocess.Popen(
+                    argv, stdin=stdin, stdout=streams["stdout"].fileno(),
+                    stderr=streams["stderr"].fileno(), cwd=self.workdir,
+                    start_new_session=True)
         finally:
-            # The runtime holds the sockets now; our copies would keep the
-            # streams open past its exit.
+            # The runtime (or the container) holds the sockets or pipes now;
+            # our copies would keep the streams open past its exit.
             os.close(devnull)
+            for pipe in self.pipes:
+                pipe.given()
             for sock in streams.values():
                 sock.close()
 
@@ -280,6 +314,16 @@ class Task:
 
     def _forward_signal(self, signum, frame):
         self._signal_runtime(signum)
+        if signum == signal.SIGTERM and not self.ending:
+            # Slurm is ending the step (cancel, time limit, node failure) and
+            # SIGKILLs everything KillWait seconds from now. If the container
+            # ignores SIGTERM, kill it a little before that, so that we can
+            # still remove it and report its end.
+            self.ending = True
+            timer = threading.Timer(max(0.5, _kill_wait() - 1.5), self._signal_runtime,
+                                    (signal.SIGKILL,))
+            timer.daemon = True
+            timer.start()
 
     def _signal_runtime(self, signum):
         if self.process is None or self.process.poll() is not None:
@@ -333,6 +377,23 @@ class Task:
                 self._run_hook("RunTimeDelete")
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _kill_wait():
+    """Slurm's KillWait (seconds from SIGTERM to SIGKILL), from slurm.conf."""
+    try:
+        with open(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf") as handle:
+            for line in handle:
+                key, _, value = line.split("#", 1)[0].partition("=")
+                if key.strip().lower() == "killwait":
+                    return max(1, int(value.split()[0]))
+    except (OSError, ValueError, IndexError):
+        pass
+    return 30
 
 
 def _check_runtime(command):

@@ -61,6 +61,7 @@ class Anchor:
         self.done = None
         self.staging = None
         self.tls_pin = None
+        self.agent_released = False
 
     # -- helpers ------------------------------------------------------------
     async def blocking(self, function, *args):
@@ -443,8 +444,18 @@ class Anchor:
     async def explain_job_signal(self, session):
         if self.job_signal is None:
             return
+        if not self.stage_in_ran:  # stage_out would still need the agent
+            # Slurm shows COMPLETING instead of why the job ends until its
+            # batch script (our agent) is gone: let it go first.
+            self.release_agent(session.exit_status() or 0)
         reason = await self.job_fate()
         session.write_local_error(reason)
+
+    def release_agent(self, code):
+        if self.agent is not None and not self.agent.closed:
+            self.agent.send({"t": "shutdown", "code": code})
+            self.agent.close()
+            self.agent_released = True
 
     async def job_fate(self):
         """Ask Slurm what happened to the job, in words for the user."""
@@ -545,7 +556,7 @@ class Anchor:
             self.agent.send({"t": "shutdown", "code": code})
             await asyncio.sleep(0)
             self.agent.close()
-        elif self.job_id is not None and not cancelled:
+        elif self.job_id is not None and not cancelled and not self.agent_released:
             await self.cancel_job()
         for session in list(self.sessions.values()):
             if session.number and hasattr(session, "exit_future") and \

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -70,12 +71,16 @@ def runtime(*args, timeout=60):
 
 
 def runtime_create(bundle, cid, *extra):
-    """create as conmon runs it: stdio on pipes/files it does not close."""
-    with open(os.devnull, "wb") as sink:
-        return subprocess.run(user_argv([RUNTIME, "create", "--bundle", bundle] + list(extra)
-                                        + [cid]),
-                              stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE,
-                              timeout=120, cwd="/tmp")
+    """create as conmon runs it: the anchor keeps its stdout and stderr (files
+    here, so that nothing waits for them to close)."""
+    with tempfile.TemporaryFile() as errors:
+        result = subprocess.run(
+            user_argv([RUNTIME, "create", "--bundle", bundle] + list(extra) + [cid]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+            timeout=120, cwd="/tmp")
+        errors.seek(0)
+        result.stderr = errors.read()
+    return result
 
 
 # -- slurmrestd outages -----------------------------------------------------------
@@ -203,9 +208,16 @@ def running_container_job():
     before = all_user_jobs()
     process = podman_popen(*RUN, IMAGE, "sleep", "300")
     job_id = new_job(before)
-    assert wait_until(lambda: (container_of_job(job_id)[1] or {}).get("status") == "running",
-                      15)
+    # Running means the container's own process exists, not just its job.
+    assert wait_until(lambda: container_processes("sleep 300"), 15)
     return process, job_id
+
+
+def container_processes(command_line):
+    """pids of the user's processes with exactly this command line."""
+    out = subprocess.run(["pgrep", "-u", str(testbed.UID), "-f", "^%s$" % command_line],
+                         capture_output=True, text=True).stdout
+    return out.split()
 
 
 @pytest.mark.parametrize("how,words", [
@@ -267,17 +279,19 @@ def test_anchor_killed_ends_the_job(bundle, nothing_on_the_node):
     cid = "killed-anchor-%d" % os.getpid()
     before = all_user_jobs()
     assert runtime_create(bundle, cid, "--pid-file", bundle + "/pid").returncode == 0
-    assert runtime("start", cid).returncode == 0
-    job_id = new_job(before)
-    port = job_params(job_id)["port"]
-    assert wait_until(lambda: testbed.container_state(cid)["status"] == "running", 10)
-    os.kill(int(open(bundle + "/pid").read()), signal.SIGKILL)
-    timer = Timer()
-    assert wait_until(lambda: str(job_id) not in user_jobs(), 10), "the job outlived its anchor"
-    assert timer.elapsed < 10
-    state = json.loads(runtime("state", cid).stdout)
-    assert (state["status"], state["pid"]) == ("stopped", 0)
-    assert runtime("delete", "--force", cid).returncode == 0
+    try:
+        assert runtime("start", cid).returncode == 0
+        job_id = new_job(before)
+        port = job_params(job_id)["port"]
+        assert wait_until(lambda: container_processes("sleep 300"), 15)
+        os.kill(int(open(bundle + "/pid").read()), signal.SIGKILL)
+        timer = Timer()
+        assert wait_until(lambda: str(job_id) not in user_jobs(), 10), "the job outlived it"
+        assert timer.elapsed < 10
+        state = json.loads(runtime("state", cid).stdout)
+        assert (state["status"], state["pid"]) == ("stopped", 0)
+    finally:
+        assert runtime("delete", "--force", cid).returncode == 0
     assert testbed.container_state(cid) is None
     assert not compute_leftovers(port=port)
 
@@ -311,15 +325,21 @@ def test_tunnel_host_the_anchor_cannot_use():
 
 # -- the compute-side runtime ------------------------------------------------------------
 
+NOT_EXECUTABLE = testbed.HOME + "/.config/scrun-rest/not-a-runtime"
+
+
 @pytest.mark.parametrize("run,code,words", [
     ("/nonexistent/runc run %n.%u.%j.%s.%t -b %b", 127,
      "/nonexistent/runc: executable file not found"),
-    ("/etc/hostname run %n.%u.%j.%s.%t -b %b", 126, "/etc/hostname: permission denied"),
+    (NOT_EXECUTABLE + " run %n.%u.%j.%s.%t -b %b", 126,
+     NOT_EXECUTABLE + ": permission denied"),
 ])
 def test_runtime_missing_on_the_node(nothing_on_the_node, run, code, words):
     before = all_user_jobs()
+    write_user_file(NOT_EXECUTABLE, "#!/bin/sh\nexit 0\n", mode=0o644)
     with user_config(RunTimeRun=run):
         result = podman(*RUN, IMAGE, "true")
+    os.unlink(NOT_EXECUTABLE)
     assert result.returncode == code, result.stderr
     one_clear_line(result.stderr, words)
     job_id = new_job(before)

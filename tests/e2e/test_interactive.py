@@ -239,18 +239,20 @@ def test_stop_kills_a_process_that_ignores_term(engine):
 
 @pytest.fixture
 def held_job():
-    """A held job of the test user; containers that depend on it pend until
-    it is cancelled (call the fixture's value to do so)."""
+    """A held job of the test user: a container whose job depends on it
+    pends until the fixture's value is called with that job's id. Clearing
+    the dependency lets the job start at the next scheduler wake-up (< 1 s);
+    a dependency met by the holder's end waits for a full pass (4-25 s)."""
     submitted = testbed.as_user(["sbatch", "--hold", "--parsable", "-J", "scrun-e2e-hold",
                                  "-o", "/dev/null", "--wrap", "true"])
     assert submitted.returncode == 0, submitted.stderr
-    job_id = submitted.stdout.decode().strip().split(";")[0]
+    holder = submitted.stdout.decode().strip().split(";")[0]
 
-    def release():
-        subprocess.run(["scancel", job_id], check=True)
-    release.job_id = job_id
+    def release(job_id):
+        subprocess.run(["scontrol", "update", "jobid=%s" % job_id, "dependency="], check=True)
+    release.job_id = holder
     yield release
-    subprocess.run(["scancel", job_id])
+    subprocess.run(["scancel", holder])
 
 
 
@@ -283,10 +285,10 @@ def test_create_returns_while_the_job_pends(held_job, user_conf):
     user_conf("CreateTimeout=4")
     run = pending_run(held_job)
     try:
-        started_while_pending(4)
+        state = started_while_pending(4)
         time.sleep(2)     # start is queued, not failed
         assert run.poll() is None
-        held_job()
+        held_job(state["job_id"])
         out, err = run.communicate(timeout=60)
         assert (run.returncode, out) == (0, b"late\n"), err
     finally:
@@ -301,10 +303,10 @@ def test_job_that_pends_past_podmans_create_limit(held_job):
     begin = time.monotonic()
     run = pending_run(held_job)
     try:
-        started_while_pending(200)
+        state = started_while_pending(200)
         time.sleep(max(0, 250 - (time.monotonic() - begin)))
         assert run.poll() is None
-        held_job()
+        held_job(state["job_id"])
         out, err = run.communicate(timeout=60)
         assert (run.returncode, out) == (0, b"late\n"), err
     finally:
