@@ -437,3 +437,11 @@ echo "$out"
 
 stage "testbed ready (docker: $DOCKER_OK; settings in $TB_STATE/testbed.env)"
 "$DAEMONS" status || true
+
+# ---------------------------------------------------------------------------
+# Multi-node testbed (issue 8; owner: multinode.sh): a second cluster, n1 and
+# n2 plus a login host that reaches only slurmrestd, in network namespaces
+# beside this one. TB_SKIP_MULTINODE=1 leaves it out.
+if [[ ${TB_SKIP_MULTINODE:-0} != 1 ]]; then
+    "$TESTBED_DIR/multinode.sh" up
+fi

@@ -98,8 +98,8 @@ async def _serve_exec(anchor, sock, message, fds):
         raise UserError("exec needs %d file descriptors, got %d" % (len(names), len(fds)))
     stdio = dict(zip(names, fds))
     window = message.get("window")
-    session = anchor.new_exec_session(message.get("process") or {}, stdio,
-                                      tuple(window) if window else None)
+    session = await anchor.new_exec_session(message.get("process") or {}, stdio,
+                                            tuple(window) if window else None)
     _reply(sock, {"ok": True, "session": session.number})
     listener = asyncio.ensure_future(_exec_client_messages(anchor, sock, session))
     code = await session.exit_future

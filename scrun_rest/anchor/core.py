@@ -24,6 +24,8 @@ log = logging.getLogger("scrun_rest.anchor")
 # notices a job that ended without ever starting (cancelled, failed, or its
 # agent could not dial back).
 PENDING_POLL_DELAYS = (3, 5, 10, 20, 30)
+# How long an exec waits for a container that start has just let go.
+EXEC_WAITS_FOR_START = 30
 # Signals whose default action ends a process: a kill before start stops the
 # container with 128+N, as it would have died of it.
 HARMLESS_SIGNALS = {signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGWINCH}
@@ -221,7 +223,7 @@ class Anchor:
         kind = role.get("kind")
         if kind == "agent":
             if self.agent_claimed or self.finishing:
-                log.warning("refused a second agent connection from %s", peer[0])
+                log.error("refused a second agent connection from %s", peer[0])
                 sock.close()
                 return
             self.agent_claimed = True
@@ -358,6 +360,8 @@ class Anchor:
             elif kind == "started":
                 link.started = True
                 link.container = message.get("container")
+                if task_id == 0:
+                    session.started_event.set()
             elif kind == "exit":
                 link.status = int(message.get("status", 1))
                 link.error = message.get("error")
@@ -610,8 +614,8 @@ class Anchor:
             except OSError:
                 return
             if control.peer_uid(client) != os.getuid():
-                log.warning("refused a control connection from uid %d",
-                            control.peer_uid(client))
+                log.error("refused a control connection from uid %d",
+                          control.peer_uid(client))
                 client.close()
                 continue
             self.loop.create_task(self.serve_control_client(client))
@@ -661,13 +665,23 @@ class Anchor:
         self.stop_waiters.append(waiter)
         return await waiter
 
-    def new_exec_session(self, process, stdio, window):
+    async def new_exec_session(self, process, stdio, window):
         main = self.main
-        if self.status != spoolmod.RUNNING or not main or not main.go_sent:
+        if self.status != spoolmod.RUNNING or not main or self.finishing:
             raise UserError("container %s is not running" % self.setup.container_id)
-        name = self.main_container_name()
-        if not name:
-            raise UserError("container %s has not started yet" % self.setup.container_id)
+        if not main.go_sent:
+            raise UserError("container %s has not started yet: job %s is pending"
+                            % (self.setup.container_id, self.job_id))
+        # `podman run -d` returns once start sent go; an exec right after it
+        # waits the moment until runc has the container (or it failed).
+        waits = [asyncio.ensure_future(main.started_event.wait()),
+                 asyncio.ensure_future(main.ended.wait())]
+        _, unfinished = await asyncio.wait(waits, timeout=EXEC_WAITS_FOR_START,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        for waiting in unfinished:
+            waiting.cancel()
+        if not self.main_container_name() or self.finishing:
+            raise UserError("container %s has not started" % self.setup.container_id)
         number = self.next_session
         self.next_session += 1
         session = Session(self.loop, number, "exec", 1, stdio, process=process, window=window)

@@ -55,6 +55,7 @@ class Session:
         self.step_status = None
         self.step_output = []
         self.prepared_event = asyncio.Event()
+        self.started_event = asyncio.Event()    # task 0 runs its process
         self.ended = asyncio.Event()
         self.drained = asyncio.Event()
         self.stdin_source = None

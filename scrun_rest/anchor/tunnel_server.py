@@ -103,8 +103,10 @@ class TunnelServer:
         try:
             conn, role = future.result()
         except (OSError, wire.TunnelError, ValueError) as exc:
-            log.warning("rejected a tunnel connection from %s: %s", peer[0],
-                        _first_line(exc))
+            # An error, so that the default log level keeps this trace of a
+            # possible attack.
+            log.error("rejected a tunnel connection from %s: %s", peer[0],
+                      _first_line(exc))
             conn.close()
             return
         if self.listener is None:

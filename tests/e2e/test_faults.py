@@ -264,7 +264,9 @@ def test_node_set_down(nothing_on_the_node):
         code, out, err = finished(process, 30)
         elapsed = timer.elapsed
     finally:
-        subprocess.run(["scontrol", "update", "nodename=" + node, "state=resume"], check=True)
+        # ReturnToService=2 may have brought it back already: then resume fails.
+        subprocess.run(["scontrol", "update", "nodename=" + node, "state=resume"],
+                       capture_output=True)
         wait_until(lambda: subprocess.run(["sinfo", "-h", "-n", node, "-o", "%t"],
                                           capture_output=True, text=True).stdout.strip()
                    in ("idle", "mix", "alloc"), 30)

@@ -1,10 +1,10 @@
 """Issue 5: terminals, exec, and the signals a person sends.
 
 Terminal tests run podman or docker on a real pty (testbed.Terminal) and
-type at it. Long-queue tests make the container's job pend on a dependency:
-the user's own held job, cancelled when the test wants the container to
-start. That touches no other user's jobs, unlike draining or reserving the
-shared node.
+type at it. Long-queue tests make the container's job pend on a dependency
+on the user's own held job, and clear that dependency when the container
+should start. That touches no other user's jobs, unlike draining,
+reserving or filling the shared node.
 """
 import os
 import statistics
@@ -17,11 +17,13 @@ from . import testbed
 from .conftest import Engine
 from .testbed import (IMAGE, RUNTIME, Terminal, container_state, rest_job,
                       spool_dirs, user_command, user_jobs, wait_until)
+# Settings go in the user's own scrun-rest.conf: podman passes no
+# environment that could point elsewhere.
+from .user_config import user_config
 
 RUN = ("run", "--rm", "--network=none")
 # Runs until a signal it handles ends it; a shell as pid 1 ignores the rest.
 LOOP = "echo ready; while :; do sleep 0.2; done"
-USER_CONF = os.path.join(testbed.HOME, ".config/scrun-rest/scrun-rest.conf")
 
 
 def on_terminal(engine, *args, rows=24, cols=80):
@@ -63,21 +65,6 @@ def shell_answer(term, command, pattern, timeout=15):
     return match
 
 
-@pytest.fixture
-def user_conf():
-    """Add settings to the test user's own config file (podman passes no
-    environment that could point elsewhere); restored afterwards."""
-    with open(USER_CONF) as handle:
-        original = handle.read()
-
-    def add(line):
-        with open(USER_CONF, "w") as handle:   # keeps owner and mode 0600
-            handle.write(original + line + "\n")
-    yield add
-    with open(USER_CONF, "w") as handle:
-        handle.write(original)
-
-
 # -- terminal -------------------------------------------------------------------
 
 def test_interactive_shell_on_a_terminal(engine):
@@ -117,7 +104,8 @@ def test_ctrl_d_ends_the_shell():
 
 
 def test_ctrl_c_stops_an_attached_container(engine):
-    """Not -t: the terminal sends SIGINT to podman, which passes it on."""
+    """Not -t: the terminal sends SIGINT to podman (docker), which passes it
+    on. A shell as pid 1 needs its trap, with runc as with us."""
     name = "scrun-e2e-ctrl-c-%d" % os.getpid()
     term = on_terminal(engine, *RUN, "--name", name, IMAGE, "sh", "-c",
                        'trap "echo got INT; exit 3" INT; ' + LOOP)
@@ -138,7 +126,99 @@ def test_ctrl_c_stops_an_attached_container(engine):
         term.close()
 
 
+@pytest.fixture
+def tty_bundle():
+    """A rootless bundle of the test user's whose process wants a terminal."""
+    import json
+    import shutil
+    path = "/tmp/scrun-e2e-tty-bundle-%d" % os.getpid()
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree("/var/lib/scrun-testbed/busybox-rootfs", path + "/rootfs", symlinks=True)
+    subprocess.run(["runc", "spec", "--rootless", "--bundle", path], check=True)
+    with open(path + "/config.json") as handle:
+        config = json.load(handle)
+    config["process"]["terminal"] = True
+    config["process"]["args"] = ["sh", "-c", "read line; echo got-$line; exit 3"]
+    with open(path + "/config.json", "w") as handle:
+        json.dump(config, handle)
+    subprocess.run(["chown", "-R", testbed.USER, path], check=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_create_sends_exactly_the_pty_master(tty_bundle):
+    """As conmon and docker's shim expect: one fd, before create returns,
+    and create's own stdio released (the shim reads it until EOF)."""
+    import array
+    import socket
+    cid = "tty-%d" % os.getpid()
+    address = "/tmp/scrun-e2e-console-%d.sock" % os.getpid()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(address)
+    os.chmod(address, 0o777)
+    server.listen(1)
+    server.settimeout(60)
+    create = subprocess.Popen(
+        user_command([RUNTIME, "create", "--bundle", tty_bundle, "--console-socket", address,
+                      "--pid-file", tty_bundle + "/pid", cid]),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/tmp")
+    master = None
+    try:
+        conn, _ = server.accept()
+        data, ancillary, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(8 * 4))
+        conn.close()
+        fds = array.array("i")
+        for level, kind, payload in ancillary:
+            assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+            fds.frombytes(payload[:len(payload) - len(payload) % 4])
+        assert data and len(fds) == 1
+        master = fds[0]
+        out, err = create.communicate(timeout=60)
+        assert create.returncode == 0, err
+        assert os.isatty(master)
+        assert testbed.as_user([RUNTIME, "start", cid]).returncode == 0
+        os.write(master, b"x\r")
+        screen = b""
+        while b"got-x" not in screen:
+            screen += os.read(master, 4096)
+        assert wait_until(lambda: container_state(cid)["status"] == "stopped", 15)
+        assert container_state(cid)["exit_code"] == 3
+    finally:
+        if create.poll() is None:
+            create.kill()
+        if master is not None:
+            os.close(master)
+        server.close()
+        os.unlink(address)
+        testbed.as_user([RUNTIME, "delete", "--force", cid])
+
+
 # -- exec -------------------------------------------------------------------------
+
+def test_runtime_exec_with_args_and_detached():
+    """The runc-style command line itself, beside what podman passes."""
+    engine = Engine("podman")
+    cid = detached(engine, "sleep", "300")
+    try:
+        result = testbed.as_user([RUNTIME, "exec", cid, "sh", "-c", "echo args; exit 2"])
+        assert (result.returncode, result.stdout) == (2, b"args\n"), result.stderr
+        pid_file = "/run/user/%d/scrun-e2e-exec.pid" % testbed.UID
+        # Our stdio becomes the process's (the anchor holds it): /dev/null,
+        # so that returning does not wait for the process.
+        result = subprocess.run(
+            user_command([RUNTIME, "exec", "--detach", "--pid-file", pid_file, cid,
+                          "sh", "-c", "sleep 3; exit 7"]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=10, cwd="/tmp")
+        assert result.returncode == 0
+        pid = int(open(pid_file).read())
+        os.unlink(pid_file)
+        # The front lives as long as the process it stands for.
+        assert os.path.exists("/proc/%d" % pid)
+        assert wait_until(lambda: not os.path.exists("/proc/%d" % pid), 15)
+    finally:
+        remove(engine, cid)
+
 
 def test_exec_runs_beside_the_container(engine):
     cid = detached(engine, "sleep", "300")
@@ -168,13 +248,14 @@ def test_exec_runs_beside_the_container(engine):
         remove(engine, cid)
 
 
-def test_exec_through_the_configured_runtime_exec(user_conf):
+def test_exec_through_the_configured_runtime_exec():
     # runc exec ignores its other flags when given --process: a wrapper
     # that speaks first shows the pattern was used.
-    user_conf("""RunTimeExec=sh -c 'echo via pattern in job %j >&2; exec "$0" "$@"' """
-              "runc --rootless=true --root=/run/user/%U/ exec")
+    pattern = """sh -c 'echo via pattern in job %j >&2; exec "$0" "$@"' """ \
+        "runc --rootless=true --root=/run/user/%U/ exec"
     engine = Engine("podman")
-    cid = detached(engine, "sleep", "300")
+    with user_config(RunTimeExec=pattern):     # read by create, used by exec
+        cid = detached(engine, "sleep", "300")
     try:
         job_id = container_state(cid)["job_id"]
         result = engine("exec", cid, "sh", "-c", "echo in; exit 3")
@@ -255,8 +336,6 @@ def held_job():
     subprocess.run(["scancel", holder])
 
 
-
-
 def pending_run(held_job):
     """podman run, attached, of a container whose job waits for held_job."""
     return subprocess.Popen(
@@ -266,26 +345,33 @@ def pending_run(held_job):
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/tmp")
 
 
-def started_while_pending(create_limit):
+def pending_state():
+    """The state of the one container of the test user, once it has a job
+    (create has read the config file by then)."""
+    for cid in spool_dirs():
+        state = container_state(cid)
+        if state and state.get("job_id"):
+            return state
+    return None
+
+
+def started_while_pending(state, create_limit):
     """podman called start (state running) while the job still pends."""
-    cids = wait_until(spool_dirs, 15)
-    assert cids
-    state = wait_until(lambda: (container_state(cids[0]) or {}).get("job_id")
-                       and container_state(cids[0]), 15)
-    assert state
+    assert state, "no container with a job"
+    cid = state["id"]
     # Nothing happens until CreateTimeout: create waits for the job.
     time.sleep(max(0, create_limit - 1 - (time.time() - state["created"])))
-    assert container_state(cids[0])["status"] == "creating"
-    assert wait_until(lambda: container_state(cids[0])["status"] == "running", 10)
+    assert container_state(cid)["status"] == "creating"
+    assert wait_until(lambda: container_state(cid)["status"] == "running", 10)
     assert rest_job(state["job_id"])["job_state"] == "PENDING"
-    return state
 
 
-def test_create_returns_while_the_job_pends(held_job, user_conf):
-    user_conf("CreateTimeout=4")
-    run = pending_run(held_job)
+def test_create_returns_while_the_job_pends(held_job):
+    with user_config(CreateTimeout="4"):
+        run = pending_run(held_job)
+        state = wait_until(pending_state, 15)
     try:
-        state = started_while_pending(4)
+        started_while_pending(state, 4)
         time.sleep(2)     # start is queued, not failed
         assert run.poll() is None
         held_job(state["job_id"])
@@ -301,9 +387,11 @@ def test_create_returns_while_the_job_pends(held_job, user_conf):
 def test_job_that_pends_past_podmans_create_limit(held_job):
     """Default CreateTimeout (200 s) under podman's 240 s; released at 250 s."""
     begin = time.monotonic()
-    run = pending_run(held_job)
+    with user_config(CreateTimeout=None):
+        run = pending_run(held_job)
+        state = wait_until(pending_state, 15)
     try:
-        state = started_while_pending(200)
+        started_while_pending(state, 200)
         time.sleep(max(0, 250 - (time.monotonic() - begin)))
         assert run.poll() is None
         held_job(state["job_id"])
@@ -315,14 +403,16 @@ def test_job_that_pends_past_podmans_create_limit(held_job):
             run.wait()
 
 
-def test_stop_of_a_pending_container_cancels_its_job(held_job, user_conf):
-    user_conf("CreateTimeout=2")
+def test_stop_of_a_pending_container_cancels_its_job(held_job):
     engine = Engine("podman")
-    cid = detached(engine, "sleep", "300",
-                   options=("-e", "SCRUN_DEPENDENCY=afterany:" + held_job.job_id))
+    with user_config(CreateTimeout="2"):
+        cid = detached(engine, "sleep", "300",
+                       options=("-e", "SCRUN_DEPENDENCY=afterany:" + held_job.job_id))
     try:
         job_id = container_state(cid)["job_id"]
         assert rest_job(job_id)["job_state"] == "PENDING"
+        refused = engine("exec", cid, "true")
+        assert refused.returncode != 0 and b"pending" in refused.stderr
         begin = time.monotonic()
         stopped = engine("stop", "-t", "10", cid)
         elapsed = time.monotonic() - begin

@@ -1,0 +1,129 @@
+"""Issue 7: the performance targets that are cheap enough to guard in CI.
+
+contrib/bench/bench.py measures all of them with bigger sizes and more runs;
+these tests catch a regression, each against a baseline measured in the
+same test so that machine speed and load cancel out.
+"""
+import os
+import re
+import statistics
+import subprocess
+
+import pytest
+
+from .testbed import IMAGE, RUNTIME, UID, USER, as_user, podman
+
+REST_LOG = "/var/log/slurm/slurmrestd.log"
+PYTHON = os.path.join(os.path.dirname(RUNTIME), "python")
+RUN = ("run", "--rm", "--network=none")
+
+# Alternates `python -c pass` and `scrun-rest state ID`; medians in ms.
+STATE_TIMER = r"""
+import statistics, subprocess, sys, time
+runs, python, runtime, cid = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+times = {"pass": [], "state": []}
+for _ in range(runs):
+    for name, argv in (("pass", [python, "-c", "pass"]), ("state", [runtime, "state", cid])):
+        began = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+        times[name].append(time.perf_counter() - began)
+print(statistics.median(times["pass"]) * 1000, statistics.median(times["state"]) * 1000)
+"""
+
+# Reads stdin to the end: bytes and MB/s from the first byte to EOF, so a
+# container's start-up does not count against the stream.
+STREAM_METER = r"""
+import os, time
+first = None
+total = 0
+while True:
+    data = os.read(0, 1 << 20)
+    if not data:
+        break
+    if first is None:
+        first = time.monotonic()
+    total += len(data)
+print(total, total / (time.monotonic() - first) / 1e6)
+"""
+
+
+def rest_log_lines():
+    """slurmrestd logs one authentication line per request, naming the user."""
+    with open(REST_LOG, "rb") as handle:
+        return handle.read().decode("utf-8", "replace").count(
+            "user_name %s token authentication" % USER)
+
+
+def requests_reported(stderr):
+    found = re.findall(rb"REST requests: (\d+)", stderr)
+    assert found, stderr[-2000:]
+    return int(found[-1])
+
+
+def test_a_container_costs_at_most_4_rest_requests():
+    """Start and exit come through the tunnel: only the submit goes to REST."""
+    # The first container of a boot also discovers the API version (cached).
+    podman(*RUN, IMAGE, "true")
+    witness = os.access(REST_LOG, os.R_OK)
+    before = rest_log_lines() if witness else None
+    result = podman(*RUN, "-e", "SCRUN_STDERR_DEBUG=debug", IMAGE, "true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    counted = requests_reported(result.stderr)
+    assert 1 <= counted <= 4
+    if witness:
+        # slurmrestd saw the same number: the anchor's counter misses nothing.
+        assert rest_log_lines() - before == counted
+
+
+def test_state_costs_at_most_half_an_interpreter_start_more():
+    started = podman("run", "-d", "--network=none", IMAGE, "sleep", "120")
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.decode().strip()
+    try:
+        timed = as_user([PYTHON, "-c", STATE_TIMER, "20", PYTHON, RUNTIME, cid])
+        assert timed.returncode == 0, timed.stderr
+        bare, state = (float(x) for x in timed.stdout.split())
+        assert state <= 1.5 * bare, "state %.1f ms, python -c pass %.1f ms" % (state, bare)
+    finally:
+        podman("rm", "-f", "-t", "0", cid)
+
+
+def stream_rate(runtime, size):
+    script = "%s run --rm --network=none %s head -c %d /dev/zero | %s -c '%s'" % (
+        " ".join(["podman", "--runtime", runtime]), IMAGE, size, PYTHON, STREAM_METER)
+    result = as_user(["sh", "-c", script], timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    moved, rate = result.stdout.split()
+    assert int(moved) == size
+    return float(rate)
+
+
+@pytest.mark.slow
+def test_stdout_streams_at_80_percent_of_local_runc():
+    """runc under podman writes straight into conmon's pipe: the ceiling."""
+    size = 200 * 10**6
+    ours, runc = [], []
+    for _ in range(3):
+        ours.append(stream_rate(RUNTIME, size))
+        runc.append(stream_rate("runc", size))
+    ratio = statistics.median(ours) / statistics.median(runc)
+    assert ratio >= 0.8, "scrun-rest %s MB/s, runc %s MB/s" % (ours, runc)
+
+
+def test_anchor_memory_stays_flat_while_streaming():
+    """The relay holds a pipeful, never the stream: 100 MB leave no trace in RSS."""
+    script = ("%s run --rm --network=none %s "
+              "head -c 100000000 /dev/zero | wc -c" % (
+                  " ".join(["podman", "--runtime", RUNTIME]), IMAGE))
+    sampler = subprocess.Popen(["sh", "-c", "while :; do for p in $(pgrep -u %d -x "
+                                "scrun-anchor); do grep VmHWM /proc/$p/status; done; "
+                                "sleep 0.2; done" % UID],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        result = as_user(["sh", "-c", script], timeout=300)
+    finally:
+        sampler.kill()
+    peaks = [int(n) for n in re.findall(rb"VmHWM:\s+(\d+) kB", sampler.communicate()[0])]
+    assert result.returncode == 0 and result.stdout.strip() == b"100000000"
+    assert peaks, "never saw the anchor"
+    assert max(peaks) < 80 * 1024, "anchor peak RSS %d kB" % max(peaks)

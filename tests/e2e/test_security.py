@@ -1,0 +1,335 @@
+"""Issue 6: hostile neighbours. Another user of the login node (scrunother)
+gets nothing from a container's tunnel or control socket and can do nothing
+with them; the JWT shows up nowhere; the tunnel optionally runs over TLS.
+"""
+import hashlib
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from scrun_rest.tunnel import wire
+
+from . import testbed
+from .testbed import IMAGE, OTHER_USER, RUNTIME, as_user, podman, rest_job, wait_until
+from .user_config import (all_user_jobs, job_params, job_script, new_job, user_config,
+                          write_user_file)
+
+OTHER_UID = 2001
+RUN = ("run", "--rm", "--network=none")
+
+
+def as_other(argv, **kwargs):
+    return as_user(argv, user=OTHER_USER, uid=OTHER_UID, **kwargs)
+
+
+@pytest.fixture
+def running():
+    """A detached container that sleeps; (cid, job id, spool dir)."""
+    before = all_user_jobs()
+    result = podman("run", "-d", "--network=none", IMAGE, "sleep", "300")
+    assert result.returncode == 0, result.stderr
+    cid = result.stdout.decode().strip()
+    try:
+        job_id = new_job(before)
+        assert wait_until(lambda: (testbed.container_state(cid) or {}).get("status") ==
+                          "running", 15)
+        yield cid, job_id, os.path.join(testbed.SPOOL_ROOT, cid)
+    finally:
+        podman("rm", "-f", "-t", "0", cid)
+
+
+def still_running(cid):
+    return podman("inspect", "--format", "{{.State.Status}}", cid).stdout.strip() == b"running"
+
+
+def anchor_log(spool):
+    with open(os.path.join(spool, "anchor.log"), errors="replace") as handle:
+        return handle.read()
+
+
+# -- spool dir and control socket ------------------------------------------------------
+
+def test_spool_modes(running):
+    cid, job_id, spool = running
+    for path, mode in ((testbed.SPOOL_ROOT, 0o700), (spool, 0o700),
+                       (os.path.join(spool, "state.json"), 0o600),
+                       (os.path.join(spool, "anchor.log"), 0o600),
+                       (os.path.join(spool, "ctl.sock"), 0o600)):
+        info = os.stat(path)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (testbed.UID, mode), path
+
+
+def test_another_user_cannot_control_the_container(running):
+    cid, job_id, spool = running
+    for command in (["state"], ["kill"], ["kill", cid, "KILL"], ["start"], ["delete", "--force"],
+                    ["exec", cid, "true"], ["ps"]):
+        argv = [RUNTIME, "--root", testbed.SPOOL_ROOT] + command
+        if cid not in argv:
+            argv.append(cid)
+        result = as_other(argv)
+        assert result.returncode != 0, (command, result.stdout)
+        lines = result.stderr.decode().splitlines()
+        assert len(lines) == 1 and "permission denied" in lines[0], (command, lines)
+    # With its own root, the other user simply has no such container.
+    result = as_other([RUNTIME, "state", cid])
+    assert result.returncode != 0 and b"does not exist" in result.stderr
+    assert still_running(cid)
+
+
+CONTROL_CLIENT = r"""
+import json, socket, struct, sys
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[1])
+body = json.dumps({"cmd": sys.argv[2], "signal": 9}).encode()
+sock.sendall(struct.pack(">I", len(body)) + body)
+sock.settimeout(5)
+print(repr(sock.recv(4096)))
+"""
+
+
+def test_the_anchor_checks_the_peer_uid(running):
+    """Even with the directory fence lowered, the anchor serves only its owner."""
+    cid, job_id, spool = running
+    fence = [(testbed.RUNTIME_DIR, 0o711), (testbed.SPOOL_ROOT, 0o711), (spool, 0o711),
+             (os.path.join(spool, "ctl.sock"), 0o666)]
+    saved = [(path, stat.S_IMODE(os.stat(path).st_mode)) for path, _ in fence]
+    try:
+        for path, mode in fence:
+            os.chmod(path, mode)
+        for command in ("kill", "delete", "start"):
+            result = as_other(["python3", "-c", CONTROL_CLIENT,
+                               os.path.join(spool, "ctl.sock"), command])
+            assert result.stdout.strip() == b"b''", (command, result.stdout, result.stderr)
+    finally:
+        for path, mode in saved:
+            os.chmod(path, mode)
+    assert "refused a control connection from uid %d" % OTHER_UID in anchor_log(spool)
+    assert still_running(cid)
+
+
+# -- the tunnel ----------------------------------------------------------------------------
+
+@pytest.fixture
+def hostile_client():
+    path = "/tmp/scrun-hostile-client-%d.py" % os.getpid()
+    shutil.copy(os.path.join(os.path.dirname(__file__), "hostile_client.py"), path)
+    os.chmod(path, 0o644)
+    yield path
+    os.unlink(path)
+
+
+def test_another_user_gets_nothing_from_the_tunnel(hostile_client):
+    """Forged handshakes, garbage and a flood of idle connections: each is
+    dropped and logged, and the container, an exec into it and its output
+    are untouched."""
+    before = all_user_jobs()
+    name = "hostile-%d" % os.getpid()
+    # -i: the container has a stdin stream someone might try to write into.
+    result = podman("run", "-d", "-i", "--network=none", "--name", name, IMAGE, "sh", "-c",
+                    "timeout 16 cat; echo real-output")
+    assert result.returncode == 0, result.stderr
+    try:
+        job_id = new_job(before)
+        port = wait_until(lambda: job_params(job_id), 10)["port"]
+        assert wait_until(lambda: (testbed.container_state(name) or {}).get("status") ==
+                          "running", 15)
+        attempts = json.loads(as_other(["python3", hostile_client, str(port)]).stdout)
+        for kind, seen in attempts.items():
+            # The public greeting, then nothing: no secret, no data, no stream.
+            assert seen["hello"] is None or sorted(seen["hello"]) == ["nonce", "v"], kind
+            assert seen["after"] == "" and seen["end"] == "closed", (kind, seen)
+        flood = subprocess.Popen(
+            ["runuser", "-u", OTHER_USER, "--", "python3", hostile_client, str(port),
+             "flood", "12"], stdout=subprocess.PIPE, cwd="/tmp")
+        time.sleep(1)
+        exec_result = podman("exec", name, "echo", "exec-ok", timeout=60)
+        flood_report = json.loads(flood.communicate(timeout=30)[0])
+        assert exec_result.returncode == 0 and exec_result.stdout == b"exec-ok\n", \
+            (exec_result.stderr, flood_report)
+        assert flood_report["opened"] >= 48
+        log = anchor_log(os.path.join(testbed.SPOOL_ROOT, name))
+        assert log.count("rejected a tunnel connection from 127.0.0.1") >= 5
+        assert podman("wait", name, timeout=60).stdout.strip() == b"0"
+        assert podman("logs", name).stdout == b"real-output\n"
+    finally:
+        podman("rm", "-f", "-t", "0", name)
+
+
+def test_the_agent_secret_admits_one_agent_only(running):
+    """Root (or a Slurm operator) can read the job script and its secret; by
+    then the agent has connected and the secret opens nothing."""
+    cid, job_id, spool = running
+    params = job_params(job_id)
+    secret = bytes.fromhex(params["secret"])
+    for role in ({"kind": "agent", "job": str(job_id), "host": "x"},
+                 {"kind": "task", "session": 0, "task": 0},
+                 {"kind": "data", "session": 0, "task": 0, "stream": "stdout"}):
+        with pytest.raises(wire.TunnelError):
+            wire.dial("127.0.0.1", params["port"], secret, role, timeout=5).close()
+    assert still_running(cid)
+    assert "refused a second agent" in anchor_log(spool) or \
+        "connection of kind 'agent' refused" in anchor_log(spool)
+
+
+def test_what_another_user_sees_of_the_job(running):
+    """docs/security.md: scontrol shows others the job's metadata, not its script."""
+    cid, job_id, spool = running
+    params = job_params(job_id)
+    shown = as_other(["scontrol", "show", "job", "-dd", str(job_id)])
+    assert shown.returncode == 0 and b"JobId=%d" % job_id in shown.stdout
+    assert params["secret"].encode() not in shown.stdout
+    script = as_other(["scontrol", "write", "batch_script", str(job_id), "-"])
+    assert script.returncode != 0 and params["secret"].encode() not in script.stdout
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+def test_tls_tunnel(hostile_client):
+    payload = os.urandom(2 << 20)
+    before = all_user_jobs()
+    with user_config(TunnelTls="yes"):
+        result = podman("run", "--rm", "-i", "--network=none", IMAGE, "sh", "-c",
+                        "sha256sum; echo to-stderr >&2; head -c 3000000 /dev/zero; exit 7",
+                        input=payload, timeout=120)
+    assert result.returncode == 7, result.stderr
+    expected = (hashlib.sha256(payload).hexdigest() + "  -\n").encode() + b"\0" * 3000000
+    assert result.stdout == expected
+    assert result.stderr == b"to-stderr\n"
+    job_id = new_job(before)
+    pin = job_params(job_id)["tls"]
+    assert len(pin) == 64 and int(pin, 16) >= 0
+
+
+def test_tls_tunnel_speaks_nothing_in_clear(hostile_client):
+    with user_config(TunnelTls="yes"):
+        name = "tls-clear-%d" % os.getpid()
+        before = all_user_jobs()
+        result = podman("run", "-d", "--network=none", "--name", name, IMAGE, "sleep", "300")
+    assert result.returncode == 0, result.stderr
+    try:
+        job_id = new_job(before)
+        port = wait_until(lambda: job_params(job_id), 10)["port"]
+        attempts = json.loads(as_other(["python3", hostile_client, str(port)]).stdout)
+        for kind, seen in attempts.items():
+            assert seen["hello"] is None, kind  # no greeting before TLS
+            assert not seen["after"].startswith("{"), (kind, seen)
+        assert "(TLS)" in anchor_log(os.path.join(testbed.SPOOL_ROOT, name))
+        assert still_running(name)
+    finally:
+        podman("rm", "-f", "-t", "0", name)
+
+
+# -- the JWT ----------------------------------------------------------------------------------
+
+def user_token():
+    with open(testbed.HOME + "/.config/scrun-rest/jwt") as handle:
+        return handle.read().strip()
+
+
+def processes_holding(text):
+    """pids whose argv or environment contains text."""
+    found = []
+    needle = text.encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        for name in ("cmdline", "environ"):
+            try:
+                with open("/proc/%s/%s" % (pid, name), "rb") as handle:
+                    if needle in handle.read():
+                        found.append((int(pid), name))
+            except OSError:
+                pass
+    return found
+
+
+def job_state_files(job_id):
+    """slurmctld's saved script and environment of the job (root only)."""
+    base = "/var/lib/slurm/slurmctld/hash.%d/job.%d" % (job_id % 10, job_id)
+    contents = []
+    for name in ("script", "environment"):
+        try:
+            with open(os.path.join(base, name), "rb") as handle:
+                contents.append(handle.read())
+        except FileNotFoundError:
+            pass
+    return contents
+
+
+def test_the_jwt_appears_nowhere():
+    token = user_token()
+    signature = token.rsplit(".", 1)[1]
+    before = all_user_jobs()
+    name = "jwt-%d" % os.getpid()
+    result = testbed.as_user(["podman", "--runtime", RUNTIME, "--runtime-flag", "debug",
+                              "run", "-d", "--network=none", "--name", name,
+                              "-e", "SCRUN_DEBUG=debug5", IMAGE, "sleep", "300"])
+    assert result.returncode == 0, result.stderr
+    try:
+        job_id = new_job(before)
+        assert wait_until(lambda: (testbed.container_state(name) or {}).get("status") ==
+                          "running", 15)
+        exec_result = podman("exec", name, "true")
+        assert exec_result.returncode == 0
+        for text in (token, signature):
+            assert processes_holding(text) == []
+            log = anchor_log(os.path.join(testbed.SPOOL_ROOT, name))
+            assert "rest #" in log and text not in log  # debug logging was on
+            assert text not in job_script(job_id)
+            files = job_state_files(job_id)
+            assert files and all(text.encode() not in data for data in files)
+            assert text not in json.dumps(rest_job(job_id))
+    finally:
+        podman("rm", "-f", "-t", "0", name)
+
+
+def forged_token():
+    """A well-formed token for the user, signed with the wrong key."""
+    import jwt
+    now = int(time.time())
+    return jwt.encode({"sun": testbed.USER, "iat": now, "exp": now + 3600}, b"not the key" * 3,
+                      algorithm="HS256")
+
+
+def test_a_rejected_token_is_not_in_the_error():
+    path = testbed.HOME + "/.config/scrun-rest/forged-jwt"
+    token = forged_token()
+    write_user_file(path, token + "\n")
+    before = all_user_jobs()
+    try:
+        with user_config(JwtFile=path):
+            result = podman(*RUN, IMAGE, "true")
+            check = as_user([RUNTIME, "check"])
+    finally:
+        os.unlink(path)
+    assert result.returncode != 0 and b"rejected the token" in result.stderr, result.stderr
+    for text in (token, token.rsplit(".", 1)[1]):
+        assert text.encode() not in result.stderr + result.stdout
+        assert text.encode() not in check.stdout + check.stderr
+    assert all_user_jobs() == before
+
+
+@pytest.mark.parametrize("key,mode", [("JwtFile", 0o644), ("JwtFile", 0o640),
+                                      ("JwtKeyFile", 0o604)])
+def test_readable_token_files_are_refused(key, mode):
+    path = testbed.HOME + "/.config/scrun-rest/loose-secret"
+    with open(testbed.HOME + "/.config/scrun-rest/jwt") as handle:
+        write_user_file(path, handle.read(), mode=mode)
+    before = all_user_jobs()
+    try:
+        with user_config(**{key: path, "JwtFile": path} if key == "JwtFile" else
+                         {key: path, "JwtFile": None}):
+            result = podman(*RUN, IMAGE, "true")
+    finally:
+        os.unlink(path)
+    assert result.returncode != 0
+    text = result.stderr.decode()
+    assert "readable by others (mode %03o); run: chmod 600 %s" % (mode, path) in text, text
+    assert len(text.strip().splitlines()) == 1
+    assert all_user_jobs() == before
