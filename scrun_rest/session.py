@@ -46,9 +46,14 @@ class Session:
         if host:
             return host
         try:
-            return socket.gethostbyname(socket.gethostname())
+            address = socket.gethostbyname(socket.gethostname())
         except OSError:
-            return "0.0.0.0"
+            address = None
+        if address and not address.startswith("127."):
+            return address
+        # Debian maps the host name to a loopback address, which compute
+        # nodes cannot dial: take the one this host reaches slurmrestd from.
+        return _address_towards(self.config.get("RestUrl")) or address or "0.0.0.0"
 
     def load_staging(self, setup):
         path = self.config.get("LuaScript")
@@ -80,6 +85,23 @@ class Session:
             raise UserError("%s cannot be expressed by slurmrestd API %s" % (
                 options.variable_for(exc.field), client.version))
         return request
+
+
+def _address_towards(url):
+    """Our source address for packets to the URL's host, or None (no packet is sent)."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url or "")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        family, _, _, _, target = socket.getaddrinfo(
+            parts.hostname, parts.port or 443, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(target)
+            address = probe.getsockname()[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if address.startswith("127.") or address == "::1" else address
 
 
 def rest_client_from_config():

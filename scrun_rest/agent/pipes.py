@@ -2,14 +2,22 @@
 
 A container whose stdout is a socket cannot reopen it (`echo x > /dev/stderr`
 fails with ENXIO), so a create/start container gets pipes, as under runc
-run or conmon, and a thread per stream moves the bytes on: splice(2) where
-the interpreter has it (3.10+), so they never enter Python, else read/send.
+run or conmon, and a thread per stream moves the bytes on, with splice(2)
+where the interpreter has it (3.10+), so they never enter Python, else
+with read and write.
+
+splice(2) holds the pipe's lock while it waits (for data on the socket, or
+room in it), and a container blocked on that lock sleeps uninterruptibly:
+not even SIGKILL ends it. So no splice here ever waits: both ends are
+non-blocking, and the waiting is done in poll().
+
 Like the anchor's relay, a pump rests a moment after a big move, so it
 wakes once per pipeful rather than once per write of the container.
 Python 3.6+, stdlib only.
 """
 import errno
 import os
+import select
 import socket
 import threading
 import time
@@ -19,6 +27,7 @@ PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031
 BULK_READ = 16 << 10
 BULK_PAUSE = 0.002
+SOCKET_BUFFER = 4 << 20
 
 
 def _pipe():
@@ -47,7 +56,8 @@ class OutputPipe:
 
     def _pump(self, read_end):
         try:
-            _move_all(read_end, self.sock.fileno(), _send_to(self.sock))
+            if not _splice_all(read_end, self.sock.fileno(), self.sock):
+                _copy_all(read_end, self.sock.sendall)
         except OSError:
             # Nobody reads any more: keep draining so the container never blocks.
             while _read(read_end):
@@ -70,6 +80,9 @@ class InputPipe:
     def __init__(self, sock):
         self.sock = socket.socket(fileno=os.dup(sock.fileno()))
         self.sock.setblocking(True)
+        # The pump rests between big reads: the socket must hold what arrives
+        # meanwhile, or it caps the stream (a 90 KiB buffer held 45 MB/s).
+        _enlarge_buffer(self.sock, socket.SO_RCVBUF)
         self.fd, write_end = _pipe()
         threading.Thread(target=self._pump, args=(write_end,), daemon=True).start()
 
@@ -78,7 +91,8 @@ class InputPipe:
 
     def _pump(self, write_end):
         try:
-            _move_all(self.sock.fileno(), write_end, _write_to(write_end))
+            if not _splice_all(self.sock.fileno(), write_end, self.sock):
+                _copy_all(self.sock.fileno(), _write_to(write_end))
         except OSError:
             pass  # the container closed its stdin or is gone
         finally:
@@ -89,25 +103,58 @@ class InputPipe:
         pass
 
 
-def _move_all(src, dst, write):
-    """Until EOF on src: splice, or read and write, resting after big moves."""
-    splice = getattr(os, "splice", None)
+def _enlarge_buffer(sock, option):
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+    except OSError:
+        pass
+
+
+def _splice_all(src, dst, sock):
+    """Splice src into dst until EOF (sock is the end that is a socket, the
+    other a pipe); False if splice cannot be used here."""
+    if not hasattr(os, "splice"):
+        return False
+    sock.setblocking(False)
     while True:
-        if splice is not None:
-            try:
-                moved = splice(src, dst, CHUNK)
-            except OSError as exc:
-                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # copy instead
-                    raise
-                splice = None
-                continue
-        else:
-            data = _read(src)
-            write(data)
-            moved = len(data)
+        try:
+            moved = os.splice(src, dst, CHUNK, flags=os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            # src is empty or dst full: wait for the one that is.
+            if _ready(dst, select.POLLOUT, 0):
+                _ready(src, select.POLLIN, None)
+            else:
+                _ready(dst, select.POLLOUT, None)
+            continue
+        except ConnectionResetError:
+            if sock.fileno() == src:
+                return True  # the anchor is gone: that ends our input
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                sock.setblocking(True)
+                return False
+            raise
         if not moved:
-            return
+            return True
         if moved >= BULK_READ:
+            time.sleep(BULK_PAUSE)
+
+
+def _ready(fd, events, timeout):
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(timeout))
+
+
+def _copy_all(src, write):
+    """Read src to its end, write() each piece, resting after big reads."""
+    while True:
+        data = _read(src)
+        if not data:
+            return
+        write(data)
+        if len(data) >= BULK_READ:
             time.sleep(BULK_PAUSE)
 
 
@@ -116,10 +163,6 @@ def _read(fd):
         return os.read(fd, CHUNK)
     except ConnectionResetError:
         return b""
-
-
-def _send_to(sock):
-    return sock.sendall
 
 
 def _write_to(fd):

@@ -4,6 +4,12 @@ Handshakes run in worker threads with a short timeout so a peer that
 connects and says nothing cannot stall the anchor or the real agent. With
 TunnelTls the TLS handshake comes first, in the same thread, and the anchor
 gets the plain end of a relay (tunnel/tls.py).
+
+A flood of connections that never finish their handshake must not lock the
+real ones out: every pending handshake has its own thread (no queue behind
+idle peers), and when MAX_PENDING are under way the oldest is dropped to
+make room. A real peer finishes in a round trip, long before 32 newer
+connections push it out.
 """
 import logging
 import random
@@ -16,6 +22,8 @@ from scrun_rest.tunnel import wire
 log = logging.getLogger("scrun_rest.anchor")
 HANDSHAKE_TIMEOUT = 5.0
 MAX_PENDING = 32
+# Rejections logged one by one; after that only every LOG_EVERY-th.
+LOG_FIRST, LOG_EVERY = 20, 100
 
 
 class TunnelServer:
@@ -28,8 +36,12 @@ class TunnelServer:
         self.on_connection = on_connection
         self.listener = None
         self.port = None
-        self.pending = 0
-        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="handshake")
+        # conn -> (a dup to abort its handshake with, or None once aborted), oldest first
+        self.pending = {}
+        self.rejected = 0
+        # Dropped handshakes need a moment to notice: room for them too.
+        self.pool = ThreadPoolExecutor(max_workers=2 * MAX_PENDING,
+                                       thread_name_prefix="handshake")
 
     def start(self):
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -74,11 +86,13 @@ class TunnelServer:
         except OSError as exc:
             log.warning("accept failed: %s", exc)
             return
-        if self.pending >= MAX_PENDING:
-            log.warning("dropping connection from %s: too many handshakes under way", peer[0])
-            conn.close()
+        live = [c for c, handle in self.pending.items() if handle is not None]
+        if len(live) >= MAX_PENDING:
+            self._abort(live[0])
+        if len(self.pending) >= 2 * MAX_PENDING:
+            conn.close()  # aborted handshakes have not even noticed yet
             return
-        self.pending += 1
+        self.pending[conn] = conn.dup()
         future = self.pool.submit(self._handshake, conn)
         future.add_done_callback(
             lambda done: self.loop.call_soon_threadsafe(self._handshake_done, conn, peer, done))
@@ -98,15 +112,28 @@ class TunnelServer:
         conn.settimeout(None)
         return conn, role
 
+    def _abort(self, conn):
+        """Drop the oldest unfinished handshake: its thread sees the socket end."""
+        handle, self.pending[conn] = self.pending[conn], None
+        try:
+            handle.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        handle.close()
+
     def _handshake_done(self, conn, peer, future):
-        self.pending -= 1
+        handle = self.pending.pop(conn, None)
+        if handle is not None:
+            handle.close()
         try:
             conn, role = future.result()
         except (OSError, wire.TunnelError, ValueError) as exc:
-            # An error, so that the default log level keeps this trace of a
-            # possible attack.
-            log.error("rejected a tunnel connection from %s: %s", peer[0],
-                      _first_line(exc))
+            self.rejected += 1
+            if self.rejected <= LOG_FIRST or self.rejected % LOG_EVERY == 0:
+                # An error, so that the default log level keeps this trace of
+                # a possible attack.
+                log.error("rejected a tunnel connection from %s: %s (%d so far)", peer[0],
+                          _first_line(exc) or "dropped unfinished", self.rejected)
             conn.close()
             return
         if self.listener is None:

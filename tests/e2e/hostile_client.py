@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 
@@ -106,13 +107,24 @@ def main():
     if sys.argv[2:3] == ["flood"]:
         print(json.dumps(flood(port, float(sys.argv[3]))))
         return
-    results = {
-        "agent": forged(port, {"kind": "agent", "job": "1", "host": "x"}),
-        "task": forged(port, {"kind": "task", "session": 0, "task": 0}),
-        "stdin": forged(port, {"kind": "data", "session": 0, "task": 0, "stream": "stdin"}),
-        "garbage": garbage(port, b"\xff" * 64 + b"GET / HTTP/1.0\r\n\r\n"),
-        "huge_frame": garbage(port, struct.pack(">I", 0xFFFFFFF0) + b"x" * 100),
+    attempts = {
+        "agent": (forged, {"kind": "agent", "job": "1", "host": "x"}),
+        "task": (forged, {"kind": "task", "session": 0, "task": 0}),
+        "stdin": (forged, {"kind": "data", "session": 0, "task": 0, "stream": "stdin"}),
+        "garbage": (garbage, b"\xff" * 64 + b"GET / HTTP/1.0\r\n\r\n"),
+        "huge_frame": (garbage, struct.pack(">I", 0xFFFFFFF0) + b"x" * 100),
     }
+    results = {}
+
+    def attempt(name, how, argument):
+        results[name] = how(port, argument)
+
+    threads = [threading.Thread(target=attempt, args=(name,) + pair)
+               for name, pair in attempts.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     print(json.dumps(results))
 
 

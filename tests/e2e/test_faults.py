@@ -87,15 +87,22 @@ def runtime_create(bundle, cid, *extra):
 
 @pytest.mark.disruptive
 def test_slurmrestd_down_at_create(nothing_on_the_node):
-    before = all_user_jobs()
+    """podman as the test user and docker as root, side by side in one outage."""
+    before = all_user_jobs(), all_user_jobs("root")
     with daemon_stopped("slurmrestd"):
         timer = Timer()
-        result = podman(*RUN, IMAGE, "true")
+        ours = podman_popen(*RUN, IMAGE, "true")
+        theirs = subprocess.Popen(["/usr/bin/docker", "run", "--runtime", "scrun-rest"] +
+                                  list(RUN[1:]) + [IMAGE, "true"], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        podman_result, docker_result = finished(ours, 60), finished(theirs, 60)
         elapsed = timer.elapsed
-        assert all_user_jobs() == before  # nothing was submitted
-    assert result.returncode != 0
-    one_clear_line(result.stderr, testbed.REST_URL, "unreachable")
+        # Nothing was submitted (nobody can submit while slurmrestd is down).
+        assert (all_user_jobs(), all_user_jobs("root")) == before
     assert elapsed < 15, elapsed
+    for code, out, err in (podman_result, docker_result):
+        assert code != 0
+        one_clear_line(err, testbed.REST_URL, "unreachable")
 
 
 @pytest.mark.disruptive
@@ -203,41 +210,70 @@ def rest_delete_as_user(job_id):
         assert response.status == 200
 
 
-def running_container_job():
-    """Start `sleep 300` in the background; its process and job id once it runs."""
-    before = all_user_jobs()
-    process = podman_popen(*RUN, IMAGE, "sleep", "300")
-    job_id = new_job(before)
-    # Running means the container's own process exists, not just its job.
-    assert wait_until(lambda: container_processes("sleep 300"), 15)
+def running_container_job(engine_name="podman"):
+    """A container sleeping in the background; its process and job id once
+    the container's own process exists, not just its job."""
+    seconds = 400 + os.getpid() % 500  # a command line no one else runs
+    name = "fault-%d-%d" % (os.getpid(), time.monotonic_ns() % 100000)
+    args = RUN + ("-e", "SCRUN_JOB_NAME=" + name, IMAGE, "sleep", str(seconds))
+    if engine_name == "podman":
+        process, uid = podman_popen(*args), testbed.UID
+    else:
+        process = subprocess.Popen(["/usr/bin/docker", "run", "--runtime", "scrun-rest"] +
+                                   list(args[1:]), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        uid = 0
+    job_id = wait_until(lambda: job_named(name), 15)
+    assert job_id, "no job %s" % name
+    assert wait_until(lambda: container_processes("sleep %d" % seconds, uid), 15)
     return process, job_id
 
 
-def container_processes(command_line):
+def job_named(name):
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-n", name, "-o", "%i"],
+                         capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def container_processes(command_line, uid=testbed.UID):
     """pids of the user's processes with exactly this command line."""
-    out = subprocess.run(["pgrep", "-u", str(testbed.UID), "-f", "^%s$" % command_line],
+    out = subprocess.run(["pgrep", "-u", str(uid), "-f", "^%s$" % command_line],
                          capture_output=True, text=True).stdout
     return out.split()
 
 
-@pytest.mark.parametrize("how,words", [
-    ("scancel", "Slurm cancelled job %d"),
-    ("rest_delete", "Slurm cancelled job %d"),
-])
-def test_job_cancelled_from_outside(nothing_on_the_node, how, words):
-    process, job_id = running_container_job()
+def rest_delete_as_root(job_id):
+    request = urllib.request.Request(
+        "%s/slurm/v0.0.38/job/%d" % (testbed.REST_URL, job_id), method="DELETE",
+        headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": testbed.admin_token()})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("how", ["scancel", "rest_delete"])
+def test_job_cancelled_from_outside(engine, how):
+    """scancel, or DELETE through slurmrestd by the job's owner."""
+    process, job_id = running_container_job(engine.name)
     port = job_params(job_id)["port"]
     timer = Timer()
-    if how == "scancel":
+    if how == "scancel" and engine.name == "podman":
         assert as_user(["scancel", str(job_id)]).returncode == 0
-    else:
+    elif how == "scancel":
+        subprocess.run(["scancel", str(job_id)], check=True)
+    elif engine.name == "podman":
         rest_delete_as_user(job_id)
+    else:
+        rest_delete_as_root(job_id)
     code, out, err = finished(process, 30)
     assert timer.elapsed < 10, timer.elapsed
     assert code in (137, 143), (code, err)
-    line = one_clear_line(err, words % job_id)
-    assert line.startswith("scrun-rest: ")
-    assert not compute_leftovers(port=port)
+    words = "Slurm cancelled job %d" % job_id
+    if engine.name == "podman":
+        assert one_clear_line(err, words).startswith("scrun-rest: ")
+        assert not compute_leftovers(port=port)
+    else:
+        # docker adds nothing of its own here: the container's stderr.
+        assert words in err.decode(), err
 
 
 @pytest.mark.slow

@@ -132,6 +132,18 @@ def runc_states(nodes=None):
             and name.split(".")[1:2] == [USER]}
 
 
+def task_workdirs():
+    """The task shims' scratch dirs (mkdtemp under /tmp) the test user has."""
+    found = set()
+    for name in os.listdir("/tmp"):
+        try:
+            if name.startswith("scrun-rest.") and os.stat("/tmp/" + name).st_uid == UID:
+                found.add(name)
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def node_processes(nodes=None):
     """The test user's processes in the nodes' namespaces (pid, command)."""
     found = []
@@ -173,14 +185,17 @@ def user_dir():
 
 
 @contextlib.contextmanager
-def login_runtime(tmp_dir, extra_settings):
-    """A runtime wrapper whose config is the login config plus some settings."""
+def login_runtime(tmp_dir, settings):
+    """A runtime wrapper whose config is the login config with some settings
+    added or replaced (None removes one)."""
     with open(user_conf()) as handle:
-        base = handle.read()
+        lines = [line for line in handle.read().splitlines()
+                 if line.split("=", 1)[0].strip() not in settings]
+    lines += ["%s=%s" % kv for kv in settings.items() if kv[1] is not None]
     conf = os.path.join(tmp_dir, "scrun-rest.conf")
     wrapper = os.path.join(tmp_dir, "scrun-rest")
     with open(conf, "w") as handle:
-        handle.write(base + "".join("%s=%s\n" % kv for kv in extra_settings.items()))
+        handle.write("\n".join(lines) + "\n")
     os.chmod(conf, 0o600)
     subprocess.run(["chown", USER, conf], check=True)
     with open(wrapper, "w") as handle:

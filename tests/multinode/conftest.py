@@ -27,8 +27,8 @@ def require_cluster():
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind():
-    """After every test: no job, anchor, spool dir, process or runc state."""
-    runc_before = cluster.runc_states()
+    """After every test: no job, anchor, spool dir, process, runc state or task dir."""
+    runc_before, workdirs_before = cluster.runc_states(), cluster.task_workdirs()
     yield
     problems = []
     if not cluster.wait_until(lambda: not cluster.user_jobs(), 20):
@@ -42,4 +42,7 @@ def nothing_left_behind():
     left = cluster.runc_states() - runc_before
     if left:
         problems.append("runc state left in %s: %s" % (cluster.RUNTIME_DIR, sorted(left)))
+    left = cluster.task_workdirs() - workdirs_before
+    if left:
+        problems.append("task dirs left in /tmp: %s" % sorted(left))
     assert not problems, "; ".join(problems)

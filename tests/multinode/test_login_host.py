@@ -60,6 +60,24 @@ def test_the_anchor_listens_on_tunnel_host_and_both_nodes_dial_it():
         podman("rm", "-f", "-t", "0", cid)
 
 
+def test_without_tunnel_host_the_anchor_uses_the_address_that_reaches_slurmrestd():
+    # The login host's name resolves to 127.0.0.1 here, as on Debian, which
+    # no node could dial.
+    with cluster.user_dir() as scratch:
+        with cluster.login_runtime(scratch, {"TunnelHost": None}) as runtime:
+            started = podman("run", "-d", "--network=none", IMAGE, "sleep", "60",
+                             runtime=runtime)
+            assert started.returncode == 0, started.stderr
+            cid = started.stdout.decode().strip()
+            try:
+                listening = cluster.wait_until(_anchor_listeners, 10)
+                assert listening == [MN["MN_LOGIN_ADDR"] + ":" + listening[0].rsplit(":", 1)[1]]
+                assert podman("kill", cid, runtime=runtime).returncode == 0
+                assert podman("wait", cid, runtime=runtime).stdout.strip() == b"137"
+            finally:
+                podman("rm", "-f", "-t", "0", cid, runtime=runtime)
+
+
 def _anchor_listeners():
     out = cluster.in_ns("login", ["ss", "-Htlnp"], text=True).stdout
     return [line.split()[3] for line in out.splitlines() if '"scrun-anchor"' in line]
