@@ -28,6 +28,7 @@
 # rootless runc in jobs then fails with "no cgroup mount found in mountinfo").
 # Run Slurm commands against this cluster with
 #   nsenter --net=/run/netns/ctl env SLURM_CONF=/etc/slurm-multi/slurm.conf squeue
+# shellcheck disable=SC2016  # the sh -c scripts expand their own arguments
 set -euo pipefail
 _tb_t0=$(date +%s.%N)
 # shellcheck source=lib.sh
@@ -267,8 +268,8 @@ start_daemon() {  # NAME COMM NS
         slurmrestd)
             rm -f "$MN_RUN/slurmrestd.pid"
             setsid nsenter --net=/run/netns/ctl unshare --uts sh -c \
-                'hostname "$0" && echo $$ >"$1" && shift 2 && exec "$@"' "$host" \
-                "$MN_RUN/slurmrestd.pid" x \
+                'hostname "$0" && echo $$ >"$1" && shift && exec "$@"' "$host" \
+                "$MN_RUN/slurmrestd.pid" \
                 setpriv --reuid=slurmrestd --regid=slurmrestd --init-groups \
                 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SLURM_JWT=daemon SLURM_CONF="$MN_CONF" \
                 /usr/sbin/slurmrestd -a rest_auth/jwt -s "$TB_REST_VERSIONS" \

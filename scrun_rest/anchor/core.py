@@ -13,7 +13,7 @@ import time
 
 from scrun_rest.anchor import control, job_script, spool as spoolmod
 from scrun_rest.anchor.framed import FramedConnection
-from scrun_rest.anchor.sessions import Session, TaskLink
+from scrun_rest.anchor.sessions import EXIT_REPORT_GRACE, Session, TaskLink
 from scrun_rest.anchor.tunnel_server import TunnelServer
 from scrun_rest.errors import UserError
 from scrun_rest.tunnel import wire
@@ -53,6 +53,7 @@ class Anchor:
         self.job_env = {}
         self.job_signal = None
         self.agent_heard = time.monotonic()
+        self.agent_silence = None
         self.remote_calls = {}
         self.stop_waiters = []
         self.exit_code = None
@@ -272,8 +273,10 @@ class Anchor:
             self.agent.send({"t": "ping"})
             if time.monotonic() - self.agent_heard > limit:
                 log.warning("no word from the agent for %.0f s", limit)
+                # Closing wakes serve_agent too: both report the same reason.
+                self.agent_silence = limit
                 self.agent.close()
-                await self.agent_lost("no word from the job's agent for %.0f s" % limit)
+                await self.agent_lost()
                 return
 
     async def agent_started(self, message):
@@ -322,6 +325,11 @@ class Anchor:
             0 if session.all_exited() else 1)
         if message.get("error"):
             session.step_output.append(message["error"])
+        self.loop.call_later(EXIT_REPORT_GRACE, self.exit_grace_over, session)
+        self.session_progress(session)
+
+    def exit_grace_over(self, session):
+        session.exit_grace_over = True
         self.session_progress(session)
 
     async def agent_remote_done(self, message):
@@ -370,6 +378,7 @@ class Anchor:
         if link.status is None and not self.finishing:
             # The task vanished without a word: its node or srun is gone.
             log.warning("task %d of session %d lost", task_id, session.number)
+            self.session_progress(session)
 
     def task_setup(self, session, task_id):
         message = {"t": "setup", "mode": session.kind, "config": self.setup.compute_config(),
@@ -491,10 +500,13 @@ class Anchor:
         text = words.get(info.state.name, "job %s ended as " + info.state.name)
         return (text % self.job_id) + _reason(info)
 
-    async def agent_lost(self, why="the job's agent disconnected"):
+    async def agent_lost(self):
         main = self.main
         if main is not None and main.ended.is_set():
             return
+        why = "the job's agent disconnected"
+        if self.agent_silence:
+            why = "no word from the job's agent for %.0f s" % self.agent_silence
         reason = await self.job_fate() if self.job_id else "the agent is gone"
         code = 128 + (self.job_signal or signal.SIGKILL)
         self.finish(code, "%s: %s" % (why, reason))

@@ -12,6 +12,9 @@ from scrun_rest.anchor import relay
 
 log = logging.getLogger("scrun_rest.anchor")
 DRAIN_GRACE = 3.0
+# srun's end can overtake a task's exit message (another connection): how
+# long a still-connected task has to say how it ended.
+EXIT_REPORT_GRACE = 5.0
 
 
 class TaskLink:
@@ -53,6 +56,7 @@ class Session:
         self.open_outputs = 0
         self.go_sent = False
         self.step_status = None
+        self.exit_grace_over = False
         self.step_output = []
         self.prepared_event = asyncio.Event()
         self.started_event = asyncio.Event()    # task 0 runs its process
@@ -99,10 +103,13 @@ class Session:
         return max(statuses) if statuses else None
 
     def all_exited(self):
-        if self.step_status is not None:
+        if len(self.tasks) == self.ntasks and all(
+                t.status is not None for t in self.tasks.values()):
             return True
-        return len(self.tasks) == self.ntasks and all(
-            t.status is not None for t in self.tasks.values())
+        if self.step_status is None:
+            return False
+        return self.exit_grace_over or all(
+            t.status is not None or t.conn.closed for t in self.tasks.values())
 
     def first_error(self):
         for task_id in sorted(self.tasks):

@@ -19,7 +19,7 @@ import pytest
 from . import testbed
 from .testbed import IMAGE, RUNTIME, as_user, podman, rest_job, user_jobs, wait_until
 from .user_config import (Timer, all_user_jobs, blocked_ports, compute_leftovers,
-                          container_of_job, daemon_stopped, job_params, new_job,
+                          daemon_stopped, job_params, new_job,
                           podman_popen, user_argv, user_config, write_user_file)
 
 RUN = ("run", "--rm", "--network=none")

@@ -51,6 +51,12 @@ def remove(engine, cid):
         engine("rm", "-f", cid)
 
 
+def remove_if_left(engine, name):
+    """A failed terminal test kills its podman, which leaves --rm undone."""
+    if engine("inspect", name).returncode == 0:
+        remove(engine, name)
+
+
 def wait_for_log(engine, cid, text, timeout=15):
     return wait_until(lambda: text in engine("logs", cid).stdout, timeout, 0.3)
 
@@ -68,7 +74,9 @@ def shell_answer(term, command, pattern, timeout=15):
 # -- terminal -------------------------------------------------------------------
 
 def test_interactive_shell_on_a_terminal(engine):
-    term = on_terminal(engine, "run", "-it", "--rm", "--network=none", IMAGE, "sh")
+    name = "scrun-e2e-it-%d" % os.getpid()
+    term = on_terminal(engine, "run", "-it", "--rm", "--network=none", "--name", name,
+                       IMAGE, "sh")
     try:
         term.expect("# ", 60)
         assert shell_answer(term, "echo $((6*7))", r"(\d+)\r\n").group(1) == b"42"
@@ -78,9 +86,10 @@ def test_interactive_shell_on_a_terminal(engine):
         assert wait_until(lambda: shell_answer(term, "stty size", r"(\d+) (\d+)\r\n")
                           .groups() == (b"31", b"101"), 10, 0.2)
 
-        term.type("sleep 100\r")
-        term.expect("sleep 100\r\n")
-        time.sleep(0.5)
+        # Whether the signal meets sh -c or the sleep it became, it dies of it.
+        term.type("sh -c 'echo sleeping; exec sleep 100'\r")
+        term.expect("\nsleeping\r\n")
+        time.sleep(0.3)
         begin = time.monotonic()
         term.type("\x03")
         assert shell_answer(term, "echo status=$?", r"status=(\d+)\r\n", timeout=10) \
@@ -88,19 +97,23 @@ def test_interactive_shell_on_a_terminal(engine):
         assert time.monotonic() - begin < 10
 
         term.type("exit 5\r")
-        assert term.wait() == 5
+        assert term.wait() == 5, term.screen[-300:]
     finally:
         term.close()
+        remove_if_left(engine, name)
 
 
 def test_ctrl_d_ends_the_shell():
-    term = on_terminal(Engine("podman"), "run", "-it", "--rm", "--network=none", IMAGE, "sh")
+    name = "scrun-e2e-ctrl-d-%d" % os.getpid()
+    term = on_terminal(Engine("podman"), "run", "-it", "--rm", "--network=none",
+                       "--name", name, IMAGE, "sh")
     try:
         term.expect("# ", 60)
         term.type("\x04")
         assert term.wait() == 0
     finally:
         term.close()
+        remove_if_left(Engine("podman"), name)
 
 
 def test_ctrl_c_stops_an_attached_container(engine):
@@ -124,6 +137,7 @@ def test_ctrl_c_stops_an_attached_container(engine):
         print("Ctrl-C to exit of %s run: %.2f s" % (engine.name, elapsed))
     finally:
         term.close()
+        remove_if_left(engine, name)
 
 
 @pytest.fixture

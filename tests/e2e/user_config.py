@@ -165,10 +165,3 @@ def new_job(before, user=testbed.USER, timeout=15):
     assert len(found) == 1, found
     return int(found.pop())
 
-
-def container_of_job(job_id, root=testbed.SPOOL_ROOT):
-    for cid in testbed.spool_dirs(root):
-        state = testbed.container_state(cid, root)
-        if state and state.get("job_id") == job_id:
-            return cid, state
-    return None, None
