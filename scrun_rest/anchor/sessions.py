@@ -219,11 +219,7 @@ class Session:
     def close_local(self):
         """Stop reading local input; the session is over."""
         if self.stdin_source is not None:
-            self.stdin_source.finish = lambda: None
-            try:
-                self.loop.remove_reader(self.stdin_source.fd)
-            except (ValueError, OSError):
-                pass
+            self.stdin_source.stop()
         for link in self.tasks.values():
             link.conn.close()
         if self.number:

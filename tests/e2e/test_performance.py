@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from .testbed import IMAGE, RUNTIME, UID, USER, as_user, podman
+from .testbed import IMAGE, RUNTIME, UID, USER, as_user, podman, wait_until
 
 REST_LOG = "/var/log/slurm/slurmrestd.log"
 PYTHON = os.path.join(os.path.dirname(RUNTIME), "python")
@@ -127,3 +127,32 @@ def test_anchor_memory_stays_flat_while_streaming():
     assert result.returncode == 0 and result.stdout.strip() == b"100000000"
     assert peaks, "never saw the anchor"
     assert max(peaks) < 80 * 1024, "anchor peak RSS %d kB" % max(peaks)
+
+
+def runtimes():
+    return subprocess.run(["pgrep", "-u", str(UID), "-x", "runc"],
+                          capture_output=True, text=True).stdout.split()
+
+
+def test_no_runtime_process_copies_the_output():
+    """Without a terminal the container is started create/start: once it
+    runs, no `runc run` sits between it and its stdio copying every byte."""
+    started = podman("run", "-d", "--network=none", IMAGE, "sleep", "120")
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.decode().strip()
+    try:
+        # `runc create` and `runc start` may still be finishing; `runc run`
+        # would stay for the container's whole life.
+        assert wait_until(lambda: not runtimes(), 10), "runc still running: %s" % runtimes()
+    finally:
+        podman("rm", "-f", "-t", "0", cid)
+
+
+def test_the_container_can_still_reopen_its_stdio():
+    """Its stdio are pipes (as under runc run or conmon), not the sockets,
+    which a process cannot reopen through /dev/stdout."""
+    result = podman(*RUN, IMAGE, "sh", "-c",
+                    "echo out > /dev/stdout; echo err > /dev/stderr; ls -l /proc/self/fd/1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"out\n") and b"pipe:" in result.stdout, result.stdout
+    assert result.stderr == b"err\n"
