@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 RUNTIME = "/opt/scrun-rest/bin/scrun-rest"
 PYTHON = "/opt/scrun-rest/bin/python"
 IMAGE = "localhost/busybox"

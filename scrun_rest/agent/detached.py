@@ -15,7 +15,11 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def become_subreaper():
-    import ctypes
+    try:
+        import ctypes
+    except ImportError:  # a python3 built without it: say what to do
+        raise OSError("this python3 has no ctypes to wait for a create/start "
+                      "container; configure RunTimeRun alone in oci.conf")
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         error = ctypes.get_errno()
