@@ -109,9 +109,15 @@ def test_death_by_sigterm(root_client):
     assert (info.exit_status, info.exit_signal) == (None, 15)
 
 
-def test_signal_through_rest(root_client):
-    job_id = root_client.submit(job_request("sleep 60"))
-    wait_for(root_client, job_id, lambda i: i.state is JobState.RUNNING)
+def test_signal_through_rest(root_client, tmp_path):
+    # RUNNING comes before the batch script exists; a signal sent in between
+    # is lost, so wait for the script itself to say it runs.
+    marker = tmp_path / "running"
+    job_id = root_client.submit(job_request("touch %s; sleep 60" % marker))
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert marker.exists()
     root_client.signal(job_id, "TERM")
     info = wait_for(root_client, job_id, terminal)
     assert info.exit_signal == 15 and info.exit_status is None
