@@ -52,19 +52,11 @@ class JobAgent:
         host, port = self.params["host"], int(self.params["port"])
         role = {"kind": "agent", "job": os.environ.get("SLURM_JOB_ID", ""),
                 "host": socket.gethostname()}
-        deadline = time.monotonic() + float(self.params.get("dial_timeout", 30))
-        pause = 0.1
-        while True:
-            try:
-                return wire.dial(host, port, self.secret, role, timeout=5,
-                                 tls_pin=self.params.get("tls"))
-            except (OSError, wire.TunnelError):
-                # Refused, or dropped by an anchor busy with others' junk
-                # connections: try again until the deadline.
-                if time.monotonic() + pause > deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        # Refused, or dropped by an anchor busy with others' junk connections:
+        # try again until the deadline.
+        return wire.dial_patiently(float(self.params.get("dial_timeout", 30)), host, port,
+                                   self.secret, role, timeout=5,
+                                   tls_pin=self.params.get("tls"))
 
     def send(self, message):
         with self.send_lock:

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import termios
 import threading
-import time
 
 from scrun_rest.agent import detached, node_config, oci_conf, pipes, rootfs_lookup
 from scrun_rest.tunnel import wire
@@ -72,20 +71,11 @@ class Task:
 
     def dial(self, kind, **extra):
         role = dict(self.identity, kind=kind, **extra)
-        deadline = time.monotonic() + DIAL_PATIENCE
-        pause = 0.1
-        while True:
-            try:
-                # Keepalive lets the control link notice an anchor that became
-                # unreachable, so _control_loop stops and removes the container
-                # before Slurm kills this task.
-                return wire.dial(self.host, self.port, self.key, role, tls_pin=self.tls_pin,
-                                 keepalive=(kind == "task"))
-            except (OSError, wire.TunnelError):
-                if time.monotonic() + pause > deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        # Keepalive lets the control link notice an anchor that became
+        # unreachable, so _control_loop stops and removes the container
+        # before Slurm kills this task.
+        return wire.dial_patiently(DIAL_PATIENCE, self.host, self.port, self.key, role,
+                                   tls_pin=self.tls_pin, keepalive=(kind == "task"))
 
     def send(self, message):
         with self.send_lock:

@@ -192,3 +192,19 @@ def dial(host, port, key, role, timeout=10.0, tls_pin=None, keepalive=False):
         raise
     sock.settimeout(None)
     return sock
+
+
+def dial_patiently(patience, host, port, key, role, **options):
+    """dial(), again and again for `patience` seconds: the anchor may be
+    briefly unreachable or busy dropping others' junk connections."""
+    import time
+    deadline = time.monotonic() + patience
+    pause = 0.1
+    while True:
+        try:
+            return dial(host, port, key, role, **options)
+        except (OSError, TunnelError):
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)

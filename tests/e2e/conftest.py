@@ -1,4 +1,7 @@
+import json
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -61,3 +64,22 @@ def nothing_left_behind(request):
     if callspec is not None and callspec.params.get("engine") == "docker":
         problems += _leftovers("root", testbed.DOCKER_ROOT)
     assert not problems, "; ".join(problems)
+
+
+@pytest.fixture
+def bundle():
+    """A rootless bundle the test user owns, as podman would prepare one,
+    for tests that drive the runtime directly as conmon does."""
+    path = "/tmp/scrun-e2e-bundle-%d" % os.getpid()
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(testbed.ROOTFS, path + "/rootfs", symlinks=True)
+    subprocess.run(["runc", "spec", "--rootless", "--bundle", path], check=True)
+    with open(path + "/config.json") as handle:
+        config = json.load(handle)
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["sleep", "300"]
+    with open(path + "/config.json", "w") as handle:
+        json.dump(config, handle)
+    subprocess.run(["chown", "-R", testbed.USER, path], check=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -7,7 +7,6 @@ testbed feels them, so they are grouped and kept short.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -23,7 +22,6 @@ from .user_config import (Timer, all_user_jobs, blocked_ports, compute_leftovers
                           podman_popen, user_argv, user_config, write_user_file)
 
 RUN = ("run", "--rm", "--network=none")
-ROOTFS = "/var/lib/scrun-testbed/busybox-rootfs"
 
 
 def one_clear_line(stderr, *words):
@@ -46,24 +44,6 @@ def nothing_on_the_node():
     """After the test: no runc container, no task scratch dir of the user."""
     yield
     assert not compute_leftovers()
-
-
-@pytest.fixture
-def bundle():
-    """A rootless bundle the test user owns, as podman would prepare one."""
-    path = "/tmp/scrun-faults-bundle-%d" % os.getpid()
-    shutil.rmtree(path, ignore_errors=True)
-    shutil.copytree(ROOTFS, path + "/rootfs", symlinks=True)
-    subprocess.run(["runc", "spec", "--rootless", "--bundle", path], check=True)
-    with open(path + "/config.json") as handle:
-        config = json.load(handle)
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["sleep", "300"]
-    with open(path + "/config.json", "w") as handle:
-        json.dump(config, handle)
-    subprocess.run(["chown", "-R", testbed.USER, path], check=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def runtime(*args, timeout=60):

@@ -1,36 +1,13 @@
 """Issue 3: the OCI lifecycle of runtime.md, driven as conmon drives it."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 
-import pytest
-
 from scrun_rest.oci.validate import validate_state
 
 from . import testbed
-
-ROOTFS = "/var/lib/scrun-testbed/busybox-rootfs"
-
-
-@pytest.fixture
-def bundle(tmp_path_factory):
-    """A rootless bundle the test user owns, as podman would prepare."""
-    path = "/tmp/scrun-e2e-bundle-%d" % os.getpid()
-    shutil.rmtree(path, ignore_errors=True)
-    shutil.copytree(ROOTFS, path + "/rootfs", symlinks=True)
-    subprocess.run(["runc", "spec", "--rootless", "--bundle", path], check=True)
-    with open(path + "/config.json") as handle:
-        config = json.load(handle)
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["sleep", "300"]
-    with open(path + "/config.json", "w") as handle:
-        json.dump(config, handle)
-    subprocess.run(["chown", "-R", testbed.USER, path], check=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def runtime(*args, timeout=60):

@@ -16,6 +16,7 @@ RUNTIME_DIR = "/run/user/%d" % UID
 SPOOL_ROOT = RUNTIME_DIR + "/scrun-rest"
 REST_URL = "http://127.0.0.1:6820"
 IMAGE = "localhost/busybox"
+ROOTFS = "/var/lib/scrun-testbed/busybox-rootfs"
 
 
 def available():

@@ -1,5 +1,4 @@
 """The agent's node-side helpers: oci.conf patterns, config edits, lookup."""
-import json
 import os
 import subprocess
 import sys
