@@ -10,16 +10,12 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
+
+# The same test user, image and helpers as tests/e2e (SCRUN_TEST_USER picks
+# a developer's own user).
+from e2e.testbed import HOME, IMAGE, RUNTIME_DIR, SPOOL_ROOT, UID, USER, wait_until  # noqa: F401
 
 ENV_FILE = "/var/lib/scrun-testbed/multinode.env"
-# The same test user as tests/e2e (SCRUN_TEST_USER picks a developer's own).
-USER = os.environ.get("SCRUN_TEST_USER", "scruntest")
-UID = int(os.environ.get("SCRUN_TEST_UID", "2000"))
-HOME = "/home/%s" % USER
-RUNTIME_DIR = "/run/user/%d" % UID
-SPOOL_ROOT = RUNTIME_DIR + "/scrun-rest"
-IMAGE = "localhost/busybox"
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 # podman hands the runtime no more than this (oci-callers.md).
 RUNTIME_ENV = {"HOME": HOME, "PATH": PATH, "XDG_RUNTIME_DIR": RUNTIME_DIR}
@@ -160,16 +156,6 @@ def node_processes(nodes=None):
                 continue
             found.append((node, int(pid), command[:80]))
     return found
-
-
-def wait_until(predicate, timeout=15, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 @contextlib.contextmanager
