@@ -12,11 +12,11 @@ import socket
 import time
 
 from scrun_rest.anchor import control, job_script, spool as spoolmod
+from scrun_rest.anchor.spool import remove_quietly, write_pid_file
 from scrun_rest.anchor.framed import FramedConnection
 from scrun_rest.anchor.sessions import EXIT_REPORT_GRACE, Session, TaskLink
 from scrun_rest.anchor.tunnel_server import TunnelServer
 from scrun_rest.errors import UserError
-from scrun_rest.tunnel import wire
 
 log = logging.getLogger("scrun_rest.anchor")
 
@@ -383,7 +383,7 @@ class Anchor:
     def task_setup(self, session, task_id):
         message = {"t": "setup", "mode": session.kind, "config": self.setup.compute_config(),
                    "streams": session.streams_for(task_id),
-                   "env": self.setup.container_env(self.job_env),
+                   "env": self.setup.container_env(),
                    "settings": self.setup.settings}
         if session.window:
             message["rows"], message["cols"] = session.window
@@ -720,30 +720,3 @@ def _signal_name(number):
 def _reason(info):
     reason = getattr(info, "state_reason", None)
     return " (%s)" % reason if reason and reason != "None" else ""
-
-
-def write_pid_file(path, pid):
-    """Atomically, with no trailing newline: docker's parser wants that."""
-    if not path:
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, ".%s.%d.tmp" % (os.path.basename(path), pid))
-    try:
-        with open(temporary, "w") as handle:
-            handle.write(str(pid))
-        os.replace(temporary, path)
-    except OSError as exc:
-        remove_quietly(temporary)
-        raise UserError("cannot write pid file %s: %s" % (path, exc.strerror))
-
-
-def remove_quietly(path):
-    if path:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-# Keep wire importable for tests that patch the protocol version.
-__all__ = ["Anchor", "write_pid_file", "wire"]

@@ -113,7 +113,7 @@ class AnchorSetup:
     def job_output_env(self):
         return self.output_env(getattr(self, "job_identity", None))
 
-    def container_env(self, job_env):
+    def container_env(self):
         """Slurm's variables for the container, beside the image's own."""
         return {
             "SLURM_CONTAINER": self.bundle,

@@ -121,10 +121,7 @@ def write_private_file(path, text, mode=0o600):
             handle.write(text)
         os.replace(temporary, path)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        remove_quietly(temporary)
         raise
 
 
@@ -155,3 +152,21 @@ def effective_status(state):
     if status != STOPPED and not process_alive(state.get("pid")):
         return STOPPED
     return status
+
+
+def write_pid_file(path, pid):
+    """Atomically, with no trailing newline: docker's parser wants that."""
+    if not path:
+        return
+    try:
+        write_private_file(os.path.abspath(path), str(pid), mode=0o644)
+    except OSError as exc:
+        raise UserError("cannot write pid file %s: %s" % (path, exc.strerror))
+
+
+def remove_quietly(path):
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -19,7 +19,7 @@ import termios
 import tty
 
 from scrun_rest.anchor import control, spool as spoolmod
-from scrun_rest.anchor.core import write_pid_file
+from scrun_rest.anchor.spool import write_pid_file
 from scrun_rest.cli import args
 from scrun_rest.cli.common import open_spool, release_caller_stdio
 from scrun_rest.cli.create import _send_fd
