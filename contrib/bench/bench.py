@@ -384,11 +384,21 @@ def figure_io(user, sizes):
     return rows
 
 
+def busy_cpu_seconds():
+    """CPU time the whole machine has spent outside idle and iowait."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def parallel_wall(user, count, argv):
+    """Wall time of `count` copies at once, and the machine's CPU seconds."""
     script = "for i in $(seq %d); do %s >/dev/null 2>&1 & done; wait" % (
         count, " ".join(argv))
+    cpu = busy_cpu_seconds()
     took, _ = user.timed(["sh", "-c", script])
-    return took
+    return took, busy_cpu_seconds() - cpu
 
 
 def figure_parallel(user, sizes):
@@ -400,9 +410,12 @@ def figure_parallel(user, sizes):
         "srun": ["srun", "-n1", "true"],
     }
     walls = {name: [] for name in commands}
+    cpus = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
-            walls[name].append(parallel_wall(user, count, argv))
+            wall, cpu = parallel_wall(user, count, argv)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
     ours = median(walls["scrun"])
     return [
         Row("%d parallel run --rm true, vs srun podman" % count, ours,
@@ -411,6 +424,11 @@ def figure_parallel(user, sizes):
                  "podman command under srun" % count),
         Row("%d parallel run --rm true, vs srun true" % count, ours, median(walls["srun"]),
             unit="s", note="bare `srun -n1 true`: no container, no podman"),
+        Row("CPU per container in those runs", median(cpus["scrun"]) / count,
+            median(cpus["srun-podman"]) / count, unit="s",
+            note="the machine's busy CPU seconds (/proc/stat) while %d ran, divided by %d: "
+                 "with %d CPUs the wall cannot be below their sum / %d"
+                 % (count, count, os.cpu_count(), os.cpu_count())),
     ]
 
 

@@ -176,7 +176,8 @@ class JobAgent:
             "host": self.params["host"], "port": self.params["port"],
             "key": self.task_key, "session": session, "tls": self.params.get("tls")})
         command = self._srun(["--input=none"] + list(message.get("srun_args") or [])
-                             + ["--", sys.executable, "-c", bootstrap.TASK_BOOT, "task"])
+                             + ["--", sys.executable] + bootstrap.TASK_FLAGS
+                             + ["-c", bootstrap.TASK_BOOT, "task"])
         try:
             process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

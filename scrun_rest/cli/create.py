@@ -175,12 +175,12 @@ def _become_anchor(setup):
 
 
 def _name_process(name):
-    """A name ps and pgrep show, so an anchor is easy to find."""
+    """A name ps and pgrep show, so an anchor is easy to find. Writing comm is
+    prctl(PR_SET_NAME) without loading ctypes (~3 ms)."""
     try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
+        with open("/proc/self/comm", "wb") as handle:
+            handle.write(name)
+    except OSError:
         pass
 
 

@@ -112,8 +112,8 @@ def test_job_script_runs_the_agent_from_its_own_sources(tmp_path):
 def test_task_boot_decodes_sources_from_the_environment(tmp_path):
     env = {bootstrap.CODE_ENV: bootstrap.pack_sources(job_script.agent_sources()),
            "PATH": os.environ["PATH"]}
-    result = subprocess.run([sys.executable, "-S", "-I", "-c", bootstrap.TASK_BOOT, "task"],
-                            env=env, capture_output=True, text=True, timeout=30,
+    argv = [sys.executable] + bootstrap.TASK_FLAGS + ["-c", bootstrap.TASK_BOOT, "task"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30,
                             cwd=str(tmp_path))
     assert result.returncode == 2
     assert "SCRUN_REST_TASK is missing" in result.stderr
