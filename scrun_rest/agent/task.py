@@ -66,6 +66,8 @@ class Task:
         # Set in create/start mode (detached.py); None runs RunTimeRun.
         self.start_command = None
         self.pipes = []
+        self.streams = {}
+        self.anchor_gone = threading.Event()
         self.cleaned = False
         self.ending = False
 
@@ -119,7 +121,8 @@ class Task:
             self._cleanup()
             self.send({"t": "exit", "status": code, "error": text})
             return code
-        streams = {name: self.dial("data", stream=name) for name in setup["streams"]}
+        streams = self.streams = {name: self.dial("data", stream=name)
+                                  for name in setup["streams"]}
         relays = self._relays(streams)
         # Ready to go: the anchor reports "created" once every task says so,
         # and `start` only has to send one message.
@@ -148,6 +151,8 @@ class Task:
         for pipe in self.pipes:
             pipe.join(30)
         for relay in relays:
+            if self.anchor_gone.is_set():
+                break
             relay.flushed.wait(30)
         # Clean up before the status leaves: once the anchor has it, the
         # job may end and take this process with it.
@@ -334,8 +339,17 @@ class Task:
             except (OSError, wire.TunnelError):
                 message = None
             if message is None:
-                # The anchor is gone: nobody will read the output or the status.
+                # The anchor is gone: nobody will read the output or the
+                # status. Kill the container and drop the streams, so that
+                # no pump waits on a dead link and cleanup runs before Slurm
+                # ends the step.
+                self.anchor_gone.set()
                 self._signal_runtime(signal.SIGKILL)
+                for sock in self.streams.values():
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
                 return
             kind = message.get("t")
             if kind == "signal":

@@ -11,12 +11,14 @@ import signal
 import socket
 import time
 
-from scrun_rest.anchor import control, job_script, spool as spoolmod
+from scrun_rest.anchor import control, job_fate, job_script, spool as spoolmod
 from scrun_rest.anchor.spool import remove_quietly, write_pid_file
 from scrun_rest.anchor.framed import FramedConnection
-from scrun_rest.anchor.sessions import EXIT_REPORT_GRACE, Session, TaskLink
+from scrun_rest.anchor.remote_calls import RemoteCalls
+from scrun_rest.anchor.sessions import EXIT_REPORT_GRACE, TASK_LOST_GRACE, Session, TaskLink
 from scrun_rest.anchor.tunnel_server import TunnelServer
 from scrun_rest.errors import UserError
+from scrun_rest.tunnel import wire
 
 log = logging.getLogger("scrun_rest.anchor")
 
@@ -29,9 +31,6 @@ EXEC_WAITS_FOR_START = 30
 # Signals whose default action ends a process: a kill before start stops the
 # container with 128+N, as it would have died of it.
 HARMLESS_SIGNALS = {signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGWINCH}
-# How long job_fate waits for Slurm to finish a job it is ending.
-FATE_TRIES = 8
-FATE_PAUSE = 0.5
 
 
 class Anchor:
@@ -54,7 +53,7 @@ class Anchor:
         self.job_signal = None
         self.agent_heard = time.monotonic()
         self.agent_silence = None
-        self.remote_calls = {}
+        self.remote = None
         self.stop_waiters = []
         self.exit_code = None
         self.finishing = False
@@ -62,7 +61,6 @@ class Anchor:
         self.tunnel = None
         self.control_sock = None
         self.done = None
-        self.staging = None
         self.tls_pin = None
         self.agent_released = False
 
@@ -112,6 +110,7 @@ class Anchor:
     async def run(self):
         self.loop = asyncio.get_running_loop()
         self.done = self.loop.create_future()
+        self.remote = RemoteCalls(self.loop, lambda: self.agent, self.setup.job_output_env)
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(signum, self.interrupted, signum)
         self.loop.add_signal_handler(signal.SIGHUP, lambda: None)
@@ -208,7 +207,8 @@ class Anchor:
             if info.state.is_terminal:
                 self.finish(1, "job %s ended as %s%s without its agent reaching the "
                                "anchor at %s" % (self.job_id, info.state.name,
-                                                 _reason(info), self.tunnel.address))
+                                                 job_fate.state_reason(info),
+                                                 self.tunnel.address))
                 return
 
     # -- tunnel connections ----------------------------------------------------
@@ -230,6 +230,9 @@ class Anchor:
             self.agent_claimed = True
             self.loop.create_task(self.serve_agent(sock))
         elif kind == "task":
+            # The link stays quiet for long: without probes a task whose
+            # node was cut off would never be noticed from here.
+            _keep_alive(sock)
             self.loop.create_task(self.serve_task(sock, role))
         elif kind == "data":
             session = self.sessions.get(role.get("session"))
@@ -260,6 +263,7 @@ class Anchor:
                 except UserError as exc:
                     self.finish(1, str(exc))
         self.agent.close()
+        self.remote.fail_all("the job's agent disconnected")
         if not self.finishing:
             await self.agent_lost()
 
@@ -333,9 +337,7 @@ class Anchor:
         self.session_progress(session)
 
     async def agent_remote_done(self, message):
-        future = self.remote_calls.pop(message.get("id"), None)
-        if future is not None and not future.done():
-            future.set_result((int(message.get("status", 1)), message.get("output", "")))
+        self.remote.done(message)
 
     def launch(self, session, srun_args=(), node=None):
         args = ["--ntasks=%d" % session.ntasks] + list(srun_args)
@@ -379,6 +381,21 @@ class Anchor:
             # The task vanished without a word: its node or srun is gone.
             log.warning("task %d of session %d lost", task_id, session.number)
             self.session_progress(session)
+            self.loop.call_later(TASK_LOST_GRACE, self.task_lost, session, link)
+
+    def task_lost(self, session, link):
+        """A task's link dropped and neither its exit nor the step's end
+        followed: part of the container is out of reach (a node cut off, a
+        task killed). End the whole session, as srun ends a step that lost a
+        node, rather than run on with output missing."""
+        if self.finishing or session.ended.is_set() or link.status is not None \
+                or session.step_status is not None:
+            return  # ended, or srun's end is being handled
+        link.status = 128 + signal.SIGKILL
+        link.error = "lost contact with task %d%s of the container" % (
+            link.id, " on " + link.node if link.node else "")
+        session.send_all({"t": "signal", "signal": signal.SIGKILL})
+        self.end_session_now(session)
 
     def task_setup(self, session, task_id):
         message = {"t": "setup", "mode": session.kind, "config": self.setup.compute_config(),
@@ -429,10 +446,13 @@ class Anchor:
     def session_progress(self, session):
         """A task or the step ended: finish the session once all have."""
         session.check_drained()
-        if not session.all_exited() or session.ended.is_set():
-            return
-        session.ended.set()
-        self.loop.create_task(self.end_session(session))
+        if session.all_exited():
+            self.end_session_now(session)
+
+    def end_session_now(self, session):
+        if not session.ended.is_set():
+            session.ended.set()
+            self.loop.create_task(self.end_session(session))
 
     async def end_session(self, session):
         await session.wait_drained()
@@ -461,7 +481,7 @@ class Anchor:
             # Slurm shows COMPLETING instead of why the job ends until its
             # batch script (our agent) is gone: let it go first.
             self.release_agent(session.exit_status() or 0)
-        reason = await self.job_fate()
+        reason = await self.fate_in_words()
         session.write_local_error(reason)
 
     def release_agent(self, code):
@@ -470,35 +490,10 @@ class Anchor:
             self.agent.close()
             self.agent_released = True
 
-    async def job_fate(self):
+    async def fate_in_words(self):
         """Ask Slurm what happened to the job, in words for the user."""
-        for _ in range(FATE_TRIES):
-            try:
-                info = await self.blocking(self.rest_client().job, self.job_id)
-            except UserError as exc:
-                return "lost contact with job %s (%s)" % (self.job_id, exc)
-            # v0.0.38/39 show COMPLETING instead of the base state (CANCELLED,
-            # TIMEOUT, ...) until the job's processes are gone: ask again.
-            if info.state.name != "COMPLETING":
-                break
-            await asyncio.sleep(FATE_PAUSE)
-        if not info.state.is_terminal and self.job_signal:
-            return "Slurm sent signal %d (%s) to job %s, which is %s" % (
-                self.job_signal, _signal_name(self.job_signal), self.job_id,
-                info.state.name)
-        if not info.state.is_terminal:
-            # The job lives on (we lost it, not Slurm); finish cancels it.
-            return "job %s is still %s" % (self.job_id, info.state.name)
-        words = {
-            "CANCELLED": "Slurm cancelled job %s",
-            "TIMEOUT": "job %s reached its time limit",
-            "NODE_FAIL": "job %s ended: its node failed",
-            "PREEMPTED": "job %s was preempted",
-            "OUT_OF_MEMORY": "job %s ran out of memory",
-            "DEADLINE": "job %s reached its deadline",
-        }
-        text = words.get(info.state.name, "job %s ended as " + info.state.name)
-        return (text % self.job_id) + _reason(info)
+        return await job_fate.ask(lambda: self.blocking(self.rest_client().job, self.job_id),
+                                  self.job_id, self.job_signal)
 
     async def agent_lost(self):
         main = self.main
@@ -507,7 +502,7 @@ class Anchor:
         why = "the job's agent disconnected"
         if self.agent_silence:
             why = "no word from the job's agent for %.0f s" % self.agent_silence
-        reason = await self.job_fate() if self.job_id else "the agent is gone"
+        reason = await self.fate_in_words() if self.job_id else "the agent is gone"
         code = 128 + (self.job_signal or signal.SIGKILL)
         self.finish(code, "%s: %s" % (why, reason))
 
@@ -515,7 +510,7 @@ class Anchor:
     async def stage_in(self):
         try:
             await self.blocking(self.setup.staging.stage_in, self.job_id, self.job_env,
-                                self.remote_command_sync)
+                                self.remote.run_blocking)
             self.stage_in_ran = True
         except UserError as exc:
             self.finish(1, str(exc))
@@ -526,27 +521,12 @@ class Anchor:
         self.stage_in_ran = False
         try:
             await self.blocking(self.setup.staging.stage_out, self.job_id,
-                                self.remote_command_sync)
+                                self.remote.run_blocking)
         except UserError as exc:
             log.error("stage_out failed: %s", exc)
             # The container's files may not be back: the user must know.
             if self.main is not None:
                 self.main.write_local_error(str(exc))
-
-    def remote_command_sync(self, script):
-        """For Lua (in a worker thread): run script on all job nodes."""
-        future = asyncio.run_coroutine_threadsafe(self.remote_command(script), self.loop)
-        return future.result()
-
-    async def remote_command(self, script):
-        if self.agent is None or self.agent.closed:
-            return 1, "the job's agent is not connected"
-        call_id = len(self.remote_calls) + int(time.monotonic() * 1000)
-        future = self.loop.create_future()
-        self.remote_calls[call_id] = future
-        self.agent.send({"t": "remote", "id": call_id, "script": script,
-                         "env": self.setup.job_output_env()})
-        return await future
 
     # -- ending ---------------------------------------------------------------
     def finish(self, code, error=None):
@@ -710,13 +690,9 @@ def _poll_delays():
         yield PENDING_POLL_DELAYS[-1]
 
 
-def _signal_name(number):
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return "signal %d" % number
-
-
-def _reason(info):
-    reason = getattr(info, "state_reason", None)
-    return " (%s)" % reason if reason and reason != "None" else ""
+def _keep_alive(sock):
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            wire.keep_alive(sock)
+        except OSError as exc:
+            log.debug("no keepalive on a task link: %s", exc)

@@ -15,6 +15,9 @@ DRAIN_GRACE = 3.0
 # srun's end can overtake a task's exit message (another connection): how
 # long a still-connected task has to say how it ended.
 EXIT_REPORT_GRACE = 5.0
+# A task link that dropped without an exit: how long srun's or the agent's
+# own account of the end may take before the task counts as lost.
+TASK_LOST_GRACE = 2 * EXIT_REPORT_GRACE
 
 
 class TaskLink:
