@@ -88,3 +88,31 @@ rest_ping() {
     curl -fsS --max-time 5 -H "X-SLURM-USER-NAME: root" -H "X-SLURM-USER-TOKEN: $token" \
         "$TB_REST_URL/slurm/v0.0.38/ping" | grep -q '"ping": *"UP"'
 }
+
+# The slurm.conf lines both testbeds (setup.sh, multinode.sh) share: plugins
+# light enough for a VM, no accounting, and the timings the tests rely on.
+slurm_conf_common() {
+    cat <<'EOF'
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+# Batch jobs are only ever started by slurmctld's background loop, which
+# wakes once a second; batch_sched_delay=0 lets every wake-up start them (the
+# default of 3 s adds up to 3 s). Submit -> running is then 0.1-1.0 s.
+SchedulerParameters=batch_sched_delay=0
+MailProg=/bin/true
+ReturnToService=2
+MinJobAge=3600
+KillWait=5
+MessageTimeout=10
+InactiveLimit=0
+Waittime=0
+SlurmdTimeout=300
+EOF
+}

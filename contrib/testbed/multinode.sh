@@ -175,25 +175,8 @@ SlurmctldLogFile=$MN_LOG/slurmctld.log
 SlurmdLogFile=$MN_LOG/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MpiDefault=none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-MailProg=/bin/true
-ReturnToService=2
-MinJobAge=3600
-KillWait=5
-MessageTimeout=10
-InactiveLimit=0
-Waittime=0
-SlurmdTimeout=300
 EOF
+        slurm_conf_common
         for node in "${MN_NODES[@]}"; do
             echo "NodeName=$node NodeAddr=${MN_ADDR[$node]} CPUs=$ncpu RealMemory=1000 Features=$node State=UNKNOWN"
         done

@@ -145,7 +145,8 @@ NCPU=$(nproc)
 # Leave some memory to the host so slurmd never finds less than configured.
 MEM_MB=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
 slurm_changed=0
-install_if_changed /etc/slurm/slurm.conf root:root 0644 <<EOF && slurm_changed=1
+{
+    cat <<EOF
 # scrun-rest testbed: one node, no accounting database, JWT for slurmrestd.
 # Written by contrib/testbed/setup.sh; edits are overwritten.
 ClusterName=testbed
@@ -164,31 +165,14 @@ SlurmctldLogFile=$TB_LOG/slurmctld.log
 SlurmdLogFile=$TB_LOG/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MpiDefault=none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-# Batch jobs are only ever started by slurmctld's background loop, which
-# wakes once a second; batch_sched_delay=0 lets every wake-up start them (the
-# default of 3 s adds up to 3 s). Submit -> running is then 0.1-1.0 s.
-SchedulerParameters=batch_sched_delay=0
-MailProg=/bin/true
-ReturnToService=2
-MinJobAge=3600
-KillWait=5
-MessageTimeout=10
-InactiveLimit=0
-Waittime=0
-SlurmdTimeout=300
+EOF
+    slurm_conf_common
+    cat <<EOF
 NodeName=$TB_NODE NodeHostname=$HOST NodeAddr=127.0.0.1 CPUs=$NCPU RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$TB_NODE Default=YES MaxTime=INFINITE OverSubscribe=FORCE:8 State=UP
 PartitionName=other Nodes=$TB_NODE Default=NO MaxTime=INFINITE OverSubscribe=FORCE:8 State=UP
 EOF
+} | install_if_changed /etc/slurm/slurm.conf root:root 0644 && slurm_changed=1
 install_if_changed /etc/slurm/cgroup.conf root:root 0644 <<EOF && slurm_changed=1
 CgroupPlugin=autodetect
 EOF

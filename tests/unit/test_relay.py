@@ -40,14 +40,20 @@ def consume(fd):
     return thread, result
 
 
+def socket_to_pipe():
+    """The usual rig: a peer writes into `near`; the relay reads `far` and
+    writes into a pipe through `sink` (non-blocking write end)."""
+    loop = asyncio.get_running_loop()
+    near, far = socket.socketpair()
+    far.setblocking(False)
+    read_end, write_end = os.pipe()
+    relay.set_nonblocking(write_end)
+    return loop, near, far, read_end, write_end, relay.Sink(loop, write_end)
+
+
 def test_socket_to_pipe_is_spliced_and_arrives_whole():
     async def main():
-        loop = asyncio.get_running_loop()
-        near, far = socket.socketpair()
-        far.setblocking(False)
-        read_end, write_end = os.pipe()
-        relay.set_nonblocking(write_end)
-        sink = relay.Sink(loop, write_end)
+        loop, near, far, read_end, write_end, sink = socket_to_pipe()
         ended = []
         done = asyncio.Event()
 
@@ -93,12 +99,7 @@ def test_pipe_to_socket_arrives_whole():
 
 def test_labelled_output_is_copied_line_by_line():
     async def main():
-        loop = asyncio.get_running_loop()
-        near, far = socket.socketpair()
-        far.setblocking(False)
-        read_end, write_end = os.pipe()
-        relay.set_nonblocking(write_end)
-        sink = relay.Sink(loop, write_end)
+        loop, near, far, read_end, write_end, sink = socket_to_pipe()
         done = asyncio.Event()
         source = relay.Source(loop, far.fileno(), sink,
                               lambda: sink.close_after_drain(lambda: (os.close(write_end),
@@ -113,12 +114,7 @@ def test_labelled_output_is_copied_line_by_line():
 
 def test_a_stopped_source_never_reads_again():
     async def main():
-        loop = asyncio.get_running_loop()
-        near, far = socket.socketpair()
-        far.setblocking(False)
-        read_end, write_end = os.pipe()
-        relay.set_nonblocking(write_end)
-        sink = relay.Sink(loop, write_end)
+        loop, near, far, read_end, write_end, sink = socket_to_pipe()
         ended = []
         source = relay.Source(loop, far.fileno(), sink, lambda: ended.append(True))
         near.sendall(b"x" * (relay.BULK_READ * 2))  # a bulk read: the source rests
@@ -134,12 +130,7 @@ def test_a_stopped_source_never_reads_again():
 
 def test_a_full_pipe_pauses_the_source_and_holds_no_data():
     async def main():
-        loop = asyncio.get_running_loop()
-        near, far = socket.socketpair()
-        far.setblocking(False)
-        read_end, write_end = os.pipe()  # nobody reads it
-        relay.set_nonblocking(write_end)
-        sink = relay.Sink(loop, write_end)
+        loop, near, far, read_end, write_end, sink = socket_to_pipe()  # nobody reads it
         source = relay.Source(loop, far.fileno(), sink, lambda: None)
         near.setblocking(False)
         try:
