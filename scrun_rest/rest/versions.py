@@ -19,6 +19,7 @@ NEWEST_FIRST = ("v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.39"
 # Slurm error numbers the client reacts to.
 ERRNO_INVALID_JOB_ID = 2017
 ERRNO_ALREADY_DONE = 2021
+ERRNO_ZERO_BYTES = 5005
 AUTH_ERRNOS = frozenset((1007, 9008) + tuple(range(6000, 6012)))
 
 NO_VAL = 0xFFFFFFFE  # Slurm's "not set" for 32-bit numbers
@@ -37,6 +38,9 @@ class Shape:
     # errors[] "source" values that, with error number -1 and HTTP 5xx, mean
     # slurmctld refused the token (22.05 reports no auth error number at all).
     token_refused_sources: Tuple[str, ...] = ()
+    # Error numbers that, with HTTP 5xx, mean the same: 22.05's slurmctld
+    # hangs up on a request whose token it refuses (5005, zero bytes).
+    token_refused_errnos: Tuple[int, ...] = ()
 
 
 _NUMBER_INFINITE = {"set": False, "infinite": True, "number": 0}
@@ -44,9 +48,12 @@ _NUMBER_INFINITE = {"set": False, "infinite": True, "number": 0}
 SHAPES = {
     # 22.05's own parser: sbatch option names, dict environment, bare ints;
     # errors[] mixes {error_number, description} with {error, error_code}.
-    # A bad or expired token: HTTP 500, error -1 from slurm_load_ctl_conf.
+    # A bad or expired token: HTTP 500 with error -1 from ping's and GET
+    # job's calls, 5005 from submit's and DELETE's.
     "v0.0.38": Shape("v0.0.38", "dict", "INFINITE", "string", "wait",
-                     ("error_number", "error_code"), "Slurm", False, ("slurm_load_ctl_conf",)),
+                     ("error_number", "error_code"), "Slurm", False,
+                     ("slurm_load_ctl_conf", "slurm_load_job", "slurm_load_jobs"),
+                     (ERRNO_ZERO_BYTES,)),
     # First data_parser version: job_desc_msg_t field names, list environment.
     "v0.0.39": Shape("v0.0.39", "list", _NUMBER_INFINITE, "string", "number",
                      ("error_number",), "Slurm", False),
@@ -437,13 +444,17 @@ def token_refused(version, status, payload):
     """Whether an answer means slurmrestd or slurmctld refused the token.
 
     401: no or unusable auth headers; 511 (24.05.5+) and error 1007 (23.x to
-    24.05.4, HTTP 500): slurmctld refused it; 22.05: see token_refused_sources.
+    24.05.4, HTTP 500): slurmctld refused it; 22.05: see token_refused_sources
+    and token_refused_errnos.
     """
     if status in (401, 511):
         return True
     if status < 400 or not isinstance(payload, dict):
         return False
-    if any(errno in AUTH_ERRNOS for errno, _ in errors_of(version, payload)):
+    errnos = [errno for errno, _ in errors_of(version, payload)]
+    if any(errno in AUTH_ERRNOS for errno in errnos):
+        return True
+    if status >= 500 and any(errno in SHAPES[version].token_refused_errnos for errno in errnos):
         return True
     sources = SHAPES[version].token_refused_sources
     entries = payload.get("errors") if isinstance(payload.get("errors"), list) else []

@@ -324,8 +324,9 @@ def test_a_rejected_token_is_not_in_the_error():
     finally:
         os.unlink(path)
     # 22.05 answers a bad signature on submit with "Zero Bytes were
-    # transmitted or received" (slurmctld hangs up); check names the token.
-    assert result.returncode != 0 and b"slurmrestd at" in result.stderr, result.stderr
+    # transmitted or received" (slurmctld hangs up): still read as the token.
+    assert result.returncode != 0, result.stderr
+    assert b"rejected the token (HTTP 500)" in result.stderr, result.stderr
     assert b"rejected the token" in check.stdout, check.stdout
     for text in (token, token.rsplit(".", 1)[1]):
         assert text.encode() not in result.stderr + result.stdout

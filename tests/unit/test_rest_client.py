@@ -538,6 +538,21 @@ def test_v38_token_refusal_reads_as_auth():
     assert str(info.value) == "slurmrestd at %s rejected the token (HTTP 500)" % URL
 
 
+@pytest.mark.parametrize("name,call", [
+    ("submit_bad_token", lambda c: c.submit({"script": "x", "environment": {"A": "b"}})),
+    ("job_bad_token", lambda c: c.job(2147480000)),
+    ("delete_bad_token", lambda c: c.cancel(2147480000)),
+])
+def test_v38_token_refusal_reads_as_auth_for_every_call(make_client, name, call):
+    """22.05 says it three ways: -1 from slurm_load_job, 5005 with and
+    without a source. None of them may read as 'no such job'."""
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture("v0.0.38", name))
+        with pytest.raises(AuthRejected) as info:
+            call(make_client(version="v0.0.38"))
+    assert str(info.value).startswith("slurmrestd at %s rejected the token (HTTP 500)" % URL)
+
+
 def test_held_job_is_submitted_despite_errors(make_client):
     record = fixture("v0.0.38", "submit_held")
     assert record["body"]["errors"][0]["error_code"] == 2042  # as 22.05 really says it
