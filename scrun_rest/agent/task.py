@@ -19,7 +19,7 @@ import tempfile
 import termios
 import threading
 
-from scrun_rest.agent import detached, node_config, oci_conf, pipes, rootfs_lookup
+from scrun_rest.agent import detached, oci_conf, pipes, task_bundle
 from scrun_rest.tunnel import wire
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
@@ -111,9 +111,13 @@ class Task:
 
     def _run(self, setup):
         try:
-            command, problem = self._prepare(setup)
+            plan, problem = task_bundle.prepare(setup, self.settings, self.workdir)
         except (OSError, ValueError, KeyError, oci_conf.PatternError) as exc:
-            command, problem = None, (126, "cannot prepare the container: %s" % exc)
+            plan, problem = None, (126, "cannot prepare the container: %s" % exc)
+        command = None
+        if plan is not None:
+            command = plan.command
+            self.mode, self.values, self.start_command = plan.mode, plan.values, plan.start
         if problem is None:
             problem = _check_runtime(command)
         if problem:
@@ -179,82 +183,6 @@ class Task:
                 if message.get("rows"):
                     self.window = (message["rows"], message["cols"])
                 return True
-
-    # -- preparing the bundle and command ---------------------------------
-    def _prepare(self, setup):
-        mode = self.mode = setup.get("mode", "run")
-        config = setup["config"]
-        rootfs = config.get("root", {}).get("path", "")
-        terminal = "tty" in setup["streams"]
-        process = setup.get("process") if mode == "exec" else config.get("process", {})
-        problem = rootfs_lookup.check_executable(rootfs, process or {})
-        if problem:
-            return None, problem
-        env_file = os.path.join(self.workdir, "environment")
-        values = oci_conf.pattern_values(self.workdir, rootfs, env_file, self.workdir,
-                                         (process or {}).get("args") or [], os.getpid())
-        self.values = values
-        if mode == "exec":
-            return self._prepare_exec(setup, values, terminal), None
-        adapted = node_config.adapt(config, os.getuid(), os.getgid(),
-                                    self._container_env(setup), terminal,
-                                    disable_hooks=True)
-        self._write(os.path.join(self.workdir, "config.json"), json.dumps(adapted))
-        self._write(env_file, "".join("%s\n" % e for e in adapted["process"]["env"]))
-        pattern = self.settings.get("RunTimeRun")
-        create, start = self.settings.get("RunTimeCreate"), self.settings.get("RunTimeStart")
-        values["container"] = oci_conf.expand("%n.%u.%j.%s.%t", values)
-        if create and start and not terminal:
-            # The container then holds its stdio itself: no copy by runc.
-            self.start_command = oci_conf.expand(start, values)
-            return oci_conf.expand(create, values), None
-        if not pattern:
-            # A terminal needs run mode: its runtime stays the session leader
-            # that owns the terminal (after `create` exits, a hangup would
-            # kill the container).
-            return None, (126, "no RunTimeRun in oci.conf%s" % (
-                " (a terminal needs run mode)" if terminal else
-                " and no RunTimeCreate with RunTimeStart"))
-        return oci_conf.expand(pattern, values), None
-
-    def _prepare_exec(self, setup, values, terminal):
-        process = dict(setup["process"])
-        process["terminal"] = terminal
-        env = list(process.get("env") or [])
-        present = {entry.split("=", 1)[0] for entry in env}
-        env += ["%s=%s" % kv for kv in sorted(self._container_env(setup).items())
-                if kv[0] not in present]
-        process["env"] = env
-        process.pop("consoleSize", None)
-        user = process.get("user") or {}
-        user.pop("additionalGids", None)
-        path = os.path.join(self.workdir, "process.json")
-        self._write(path, json.dumps(process))
-        base = self.settings.get("RunTimeExec") or \
-            "runc --rootless=true --root=/run/user/%U/ exec"
-        command = "%s %s--process %s %s" % (
-            oci_conf.expand(base, values), "--tty " if terminal else "",
-            oci_conf.quote_all([path]), oci_conf.quote_all([setup["container"]]))
-        values["container"] = setup["container"]
-        return command
-
-    def _container_env(self, setup):
-        """The step's SLURM_* variables and the anchor's, minus EnvExclude."""
-        import re
-        env = {k: v for k, v in os.environ.items()
-               if k.startswith("SLURM_") and k != "SLURM_JWT"}
-        env.update(setup.get("env") or {})
-        exclude = self.settings.get("EnvExclude") or self.settings.get("RunTimeEnvExclude")
-        if exclude:
-            pattern = re.compile(exclude)
-            env = {k: v for k, v in env.items() if not pattern.search(k)}
-        return env
-
-    @staticmethod
-    def _write(path, text):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
 
     # -- running ------------------------------------------------------------
     def _spawn(self, command, streams, setup):

@@ -14,6 +14,7 @@ AGENT_MODULES = (
     "scrun_rest.agent.entry",
     "scrun_rest.agent.job",
     "scrun_rest.agent.task",
+    "scrun_rest.agent.task_bundle",
     "scrun_rest.agent.detached",
     "scrun_rest.agent.pipes",
     "scrun_rest.agent.oci_conf",

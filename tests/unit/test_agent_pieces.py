@@ -29,27 +29,8 @@ def test_node_oci_conf_replaces_our_runtime_commands():
     assert merged["RunTimeCreate"] == "crun create %n" and merged["SrunPath"] == "srun"
 
 
-def podman_like_config():
-    return {
-        "ociVersion": "1.0.2-dev",
-        "process": {"args": ["sh"], "cwd": "/", "env": ["PATH=/bin", "HOME=/root"],
-                    "user": {"uid": 0, "gid": 0, "additionalGids": [10]},
-                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1 << 40, "soft": 1 << 40}]},
-        "root": {"path": "/rootfs"},
-        "mounts": [{"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-                    "options": ["nosuid", "newinstance", "gid=5", "mode=0620"]},
-                   {"destination": "/etc/hosts", "type": "bind", "source": "/nonexistent/hosts",
-                    "options": ["bind"]}],
-        "hooks": {"prestart": [{"path": "/usr/libexec/podman/hook"}]},
-        "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/run/netns/gone"}],
-                  "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
-                  "cgroupsPath": "user.slice:libpod:x", "resources": {"pids": {"limit": 10}},
-                  "sysctl": {"net.ipv4.ping_group_range": "0 2147483647"}},
-    }
-
-
-def test_adapt_makes_a_rootless_config():
-    config = node_config.adapt(podman_like_config(), 2000, 2000, {"SLURM_JOB_ID": "5",
+def test_adapt_makes_a_rootless_config(podman_like_config):
+    config = node_config.adapt(podman_like_config, 2000, 2000, {"SLURM_JOB_ID": "5",
                                                                    "HOME": "/other"}, False)
     linux = config["linux"]
     assert {"type": "user"} in linux["namespaces"]
@@ -65,20 +46,6 @@ def test_adapt_makes_a_rootless_config():
     import resource
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     assert config["process"]["rlimits"][0]["hard"] <= hard or hard == resource.RLIM_INFINITY
-
-
-@pytest.fixture
-def rootfs(tmp_path):
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "usr").mkdir()
-    os.symlink("../bin", tmp_path / "usr" / "bin")
-    tool = tmp_path / "bin" / "busybox"
-    tool.write_text("#!/bin/sh\n")
-    tool.chmod(0o755)
-    os.symlink("busybox", tmp_path / "bin" / "sh")
-    (tmp_path / "bin" / "data").write_text("x")
-    os.symlink("/bin/sh", tmp_path / "bin" / "abs")
-    return str(tmp_path)
 
 
 @pytest.mark.parametrize("args,expected", [

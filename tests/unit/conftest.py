@@ -1,0 +1,39 @@
+"""Fixtures the agent's unit tests share."""
+import os
+
+import pytest
+
+
+@pytest.fixture
+def podman_like_config():
+    """A config.json as rootless podman writes it, with what a node must drop."""
+    return {
+        "ociVersion": "1.0.2-dev",
+        "process": {"args": ["sh"], "cwd": "/", "env": ["PATH=/bin", "HOME=/root"],
+                    "user": {"uid": 0, "gid": 0, "additionalGids": [10]},
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1 << 40, "soft": 1 << 40}]},
+        "root": {"path": "/rootfs"},
+        "mounts": [{"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                    "options": ["nosuid", "newinstance", "gid=5", "mode=0620"]},
+                   {"destination": "/etc/hosts", "type": "bind", "source": "/nonexistent/hosts",
+                    "options": ["bind"]}],
+        "hooks": {"prestart": [{"path": "/usr/libexec/podman/hook"}]},
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/run/netns/gone"}],
+                  "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 65536}],
+                  "cgroupsPath": "user.slice:libpod:x", "resources": {"pids": {"limit": 10}},
+                  "sysctl": {"net.ipv4.ping_group_range": "0 2147483647"}},
+    }
+
+
+@pytest.fixture
+def rootfs(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "usr").mkdir()
+    os.symlink("../bin", tmp_path / "usr" / "bin")
+    tool = tmp_path / "bin" / "busybox"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    os.symlink("busybox", tmp_path / "bin" / "sh")
+    (tmp_path / "bin" / "data").write_text("x")
+    os.symlink("/bin/sh", tmp_path / "bin" / "abs")
+    return str(tmp_path)
