@@ -1,8 +1,11 @@
 """Issue 4: errors as podman and docker show them; logs kept off the container's output."""
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -129,15 +132,62 @@ def test_logs_go_to_the_log_file_never_to_the_container(user_dir, podman_flags, 
     assert ("submitted job" in log) == debug_lines
 
 
-def test_stderr_debug_is_the_one_way_into_the_containers_stderr():
-    name = "e2e-stderr-debug-%s" % testbed.USER
+def run_and_log(variable):
+    """podman run SHOW with variable set; (the run, what conmon recorded)."""
+    name = "e2e-log-variable-%s" % testbed.USER
     podman("rm", "-f", name)
-    result = podman("run", "--name", name, "--network=none", "-e", "SCRUN_STDERR_DEBUG=info",
-                    IMAGE, *SHOW)
+    result = podman("run", "--name", name, "--network=none", "-e", variable, IMAGE, *SHOW)
     logs = podman("logs", name)
     podman("rm", "-f", name)
+    return result, logs
+
+
+def test_stderr_debug_is_the_one_way_into_the_containers_stderr():
+    result, logs = run_and_log("SCRUN_STDERR_DEBUG=info")
     assert result.returncode == 0, result.stderr
     assert result.stdout == logs.stdout == b"out\n"
     lines = logs.stderr.decode().splitlines()
     assert "err" in lines
     assert any(" INFO scrun_rest.anchor: submitted job " in line for line in lines), lines
+
+
+@pytest.fixture
+def syslog():
+    """A stand-in for the system logger: a datagram socket at /dev/log that
+    keeps what arrives. The testbed runs no syslog daemon."""
+    if os.path.exists("/dev/log"):
+        pytest.skip("a system logger owns /dev/log")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("/dev/log")
+    os.chmod("/dev/log", 0o666)
+    received = []
+
+    def collect():
+        while True:
+            try:
+                received.append(sock.recv(1 << 16).decode("utf-8", "replace"))
+            except OSError:
+                return
+    threading.Thread(target=collect, daemon=True).start()
+    try:
+        yield received
+    finally:
+        os.unlink("/dev/log")
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def test_syslog_debug_sends_the_anchors_log_to_syslog_only(syslog):
+    result, logs = run_and_log("SCRUN_SYSLOG_DEBUG=info")
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
+    assert (logs.stdout, logs.stderr) == (b"out\n", b"err\n")
+    assert testbed.wait_until(lambda: any("submitted job" in m for m in syslog), 5), syslog
+    # Others log here too (runuser's PAM): ours carry our tag and the
+    # anchor's pid after the priority, as syslog(3) writes it.
+    ours = [m for m in syslog if "scrun-rest" in m]
+    assert all(re.match(r"<\d+>scrun-rest\[\d+\]: ", m) for m in ours), ours
+    assert not any("job request" in m for m in ours), ours  # a DEBUG line
+    with open(testbed.HOME + "/.config/scrun-rest/jwt") as handle:
+        token = handle.read().strip()
+    assert not any(token in m for m in syslog)
