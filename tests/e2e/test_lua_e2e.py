@@ -12,7 +12,7 @@ import pytest
 
 from . import testbed
 from .testbed import IMAGE, podman, rest_job, user_jobs, wait_until
-from .user_config import user_config
+from .user_config import root_config, user_config
 
 RSYNC_EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "unit", "fixtures", "lua",
                              "rsync_example.lua")
@@ -89,6 +89,37 @@ def test_man_page_rsync_example_stages_in_and_out(lua, staging_area, user_dir):
     finally:
         podman("rm", "-f", name)
         shutil.rmtree(os.path.join(staging_area, cid), ignore_errors=True)
+
+
+def test_man_page_rsync_example_under_docker(tmp_path):
+    """docker runs the runtime as root with root's config: the same example
+    stages its overlay rootfs to /home/root/containers and back."""
+    if not testbed.docker_available():
+        pytest.skip("dockerd is not running")
+    script = tmp_path / "scrun.lua"
+    script.write_text(read(RSYNC_EXAMPLE))
+    name = "e2e-rsync-docker"
+    testbed.docker("rm", "-f", name)
+    staging = "/home/root/containers"
+    made = [path for path in ("/home/root", staging) if not os.path.exists(path)]
+    try:
+        with root_config(LuaScript=str(script)):
+            result = testbed.docker(
+                "run", "--name", name, "--network=none", IMAGE, "sh", "-c",
+                "echo staged > /staged-marker; grep ' / ' /proc/self/mountinfo; env")
+        assert result.returncode == 0, result.stderr
+        out = result.stdout.decode()
+        cid = testbed.docker("inspect", "-f", "{{.Id}}", name).stdout.decode().strip()
+        assert " %s/%s/rootfs " % (staging, cid) in out, out
+        assert "SCRUN_CONTAINER_ID=%s" % cid in out
+        # stage_out put the file back into docker's own layer of the container.
+        copied = testbed.docker("cp", name + ":/staged-marker", str(tmp_path / "back"))
+        assert copied.returncode == 0, copied.stderr
+        assert read(str(tmp_path / "back")) == "staged\n"
+    finally:
+        testbed.docker("rm", "-f", name)
+        for path in made[:1]:  # the outermost one the example made
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # -- what the script sees ---------------------------------------------------------

@@ -10,9 +10,9 @@ from . import testbed
 
 CONF_DIR = testbed.HOME + "/.config/scrun-rest"
 CONF = CONF_DIR + "/scrun-rest.conf"
-# A copy of the real file while a test changes it: if a run dies half way,
-# the next one restores from here first.
-BACKUP = CONF + ".saved-by-tests"
+# root's, for docker (and rootful podman): shared, so tests change it only
+# for their own length, as they do the test user's.
+ROOT_CONF = "/etc/scrun-rest/scrun-rest.conf"
 DAEMONS = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "testbed",
                        "daemons.sh")
 
@@ -25,27 +25,36 @@ def write_user_file(path, text, mode=0o600, user=testbed.USER):
     subprocess.run(["chown", "%s:%s" % (user, user), path], check=True)
 
 
-def _restore_leftover_backup():
-    if os.path.exists(BACKUP):
-        os.replace(BACKUP, CONF)
-
-
 @contextlib.contextmanager
-def user_config(**settings):
-    """The user's scrun-rest.conf with settings replaced or added (None removes)."""
-    _restore_leftover_backup()
-    with open(CONF) as handle:
+def changed_config(conf, owner, mode, settings):
+    """conf with settings replaced or added (None removes), then restored.
+    A copy of the real file is kept beside it while a test runs: if a run
+    dies half way, the next one restores from there first."""
+    backup = conf + ".saved-by-tests"
+    if os.path.exists(backup):
+        os.replace(backup, conf)
+    with open(conf) as handle:
         original = handle.read()
     lowered = {key.lower() for key in settings}
     lines = [line for line in original.splitlines()
              if line.split("=", 1)[0].strip().lower() not in lowered]
     lines += ["%s=%s" % (key, value) for key, value in settings.items() if value is not None]
-    write_user_file(BACKUP, original)
-    write_user_file(CONF, "\n".join(lines) + "\n")
+    write_user_file(backup, original, mode, owner)
+    write_user_file(conf, "\n".join(lines) + "\n", mode, owner)
     try:
-        yield CONF
+        yield conf
     finally:
-        os.replace(BACKUP, CONF)
+        os.replace(backup, conf)
+
+
+def user_config(**settings):
+    """The test user's scrun-rest.conf with settings changed for a while."""
+    return changed_config(CONF, testbed.USER, 0o600, settings)
+
+
+def root_config(**settings):
+    """root's scrun-rest.conf (docker's) with settings changed for a while."""
+    return changed_config(ROOT_CONF, "root", 0o644, settings)
 
 
 @contextlib.contextmanager
