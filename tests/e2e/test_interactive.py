@@ -19,7 +19,7 @@ from .testbed import (IMAGE, RUNTIME, Terminal, container_state, rest_job,
                       spool_dirs, user_command, user_jobs, wait_until)
 # Settings go in the user's own scrun-rest.conf: podman passes no
 # environment that could point elsewhere.
-from .user_config import user_config
+from .user_config import root_config, user_config
 
 RUN = ("run", "--rm", "--network=none")
 # Runs until a signal it handles ends it; a shell as pid 1 ignores the rest.
@@ -346,42 +346,54 @@ def held_job():
     subprocess.run(["scancel", holder])
 
 
-def pending_run(held_job):
-    """podman run, attached, of a container whose job waits for held_job."""
-    return subprocess.Popen(
-        user_command(["podman", "--runtime", RUNTIME, "run", "--rm", "--network=none",
-                      "-e", "SCRUN_DEPENDENCY=afterany:" + held_job.job_id, IMAGE,
-                      "echo", "late"]),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/tmp")
+def pending_run(held_job, engine_name="podman"):
+    """podman (or docker) run, attached, of a container whose job waits for held_job."""
+    args = ["run", "--rm", "--network=none", "-e",
+            "SCRUN_DEPENDENCY=afterany:" + held_job.job_id, IMAGE, "echo", "late"]
+    if engine_name == "podman":
+        argv = user_command(["podman", "--runtime", RUNTIME] + args)
+    else:
+        argv = ["/usr/bin/docker", "run", "--runtime", "scrun-rest"] + args[1:]
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd="/tmp")
 
 
-def pending_state():
-    """The state of the one container of the test user, once it has a job
-    (create has read the config file by then)."""
-    for cid in spool_dirs():
-        state = container_state(cid)
+def pending_state(spool=testbed.SPOOL_ROOT):
+    """The state of the one container in spool, once it has a job (create
+    has read the config file by then)."""
+    for cid in spool_dirs(spool):
+        state = container_state(cid, spool)
         if state and state.get("job_id"):
             return state
     return None
 
 
-def started_while_pending(state, create_limit):
-    """podman called start (state running) while the job still pends."""
+def started_while_pending(state, create_limit, spool=testbed.SPOOL_ROOT):
+    """The engine called start (state running) while the job still pends."""
     assert state, "no container with a job"
     cid = state["id"]
     # Nothing happens until CreateTimeout: create waits for the job.
     time.sleep(max(0, create_limit - 1 - (time.time() - state["created"])))
-    assert container_state(cid)["status"] == "creating"
-    assert wait_until(lambda: container_state(cid)["status"] == "running", 10)
+    assert container_state(cid, spool)["status"] == "creating"
+    assert wait_until(lambda: container_state(cid, spool)["status"] == "running", 10)
     assert rest_job(state["job_id"])["job_state"] == "PENDING"
 
 
-def test_create_returns_while_the_job_pends(held_job):
-    with user_config(CreateTimeout="4"):
-        run = pending_run(held_job)
-        state = wait_until(pending_state, 15)
+def config_and_spool(engine):
+    """podman's runtime runs as the test user, docker's as root: whose
+    config a test changes and where the containers' state lives."""
+    if engine.name == "podman":
+        return user_config, testbed.SPOOL_ROOT
+    return root_config, testbed.DOCKER_ROOT
+
+
+def test_create_returns_while_the_job_pends(held_job, engine):
+    config, spool = config_and_spool(engine)
+    with config(CreateTimeout="4"):
+        run = pending_run(held_job, engine.name)
+        state = wait_until(lambda: pending_state(spool), 15)
     try:
-        started_while_pending(state, 4)
+        started_while_pending(state, 4, spool)
         time.sleep(2)     # start is queued, not failed
         assert run.poll() is None
         held_job(state["job_id"])
@@ -413,21 +425,22 @@ def test_job_that_pends_past_podmans_create_limit(held_job):
             run.wait()
 
 
-def test_stop_of_a_pending_container_cancels_its_job(held_job):
-    engine = Engine("podman")
-    with user_config(CreateTimeout="2"):
+def test_stop_of_a_pending_container_cancels_its_job(held_job, engine):
+    config, spool = config_and_spool(engine)
+    with config(CreateTimeout="2"):
         cid = detached(engine, "sleep", "300",
                        options=("-e", "SCRUN_DEPENDENCY=afterany:" + held_job.job_id))
     try:
-        job_id = container_state(cid)["job_id"]
+        job_id = container_state(cid, spool)["job_id"]
         assert rest_job(job_id)["job_state"] == "PENDING"
         refused = engine("exec", cid, "true")
-        assert refused.returncode != 0 and b"pending" in refused.stderr
+        # docker prints the runtime's error on stdout
+        assert refused.returncode != 0 and b"pending" in refused.stderr + refused.stdout
         begin = time.monotonic()
         stopped = engine("stop", "-t", "10", cid)
         elapsed = time.monotonic() - begin
         assert stopped.returncode == 0, stopped.stderr
-        print("podman stop of a pending container: %.2f s" % elapsed)
+        print("%s stop of a pending container: %.2f s" % (engine.name, elapsed))
         assert elapsed < 3
         assert rest_job(job_id)["job_state"] == "CANCELLED"
     finally:
