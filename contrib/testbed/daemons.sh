@@ -55,12 +55,16 @@ alive() {
 }
 
 # Run a non-forking daemon in its own session, pid in TB_RUN, output in LOG.
+# From /: a daemon restarted by a test would otherwise keep the checkout as
+# its working directory, and slurmrestd fails every submit once that is gone
+# ("getcwd failed").
 spawn() {
     local name=$1 log=$2
     shift 2
     mkdir -p "$TB_RUN" "$(dirname "$log")"
     rm -f "$TB_RUN/$name.pid"
-    setsid sh -c 'echo $$ >"$0"; exec "$@"' "$TB_RUN/$name.pid" "$@" </dev/null >>"$log" 2>&1 &
+    setsid sh -c 'cd / && echo $$ >"$0" && exec "$@"' "$TB_RUN/$name.pid" "$@" \
+        </dev/null >>"$log" 2>&1 &
 }
 
 node_ready() {

@@ -235,6 +235,8 @@ start_daemon() {  # NAME COMM NS
     if pid=$(daemon_pid "$name" "$comm" "$ns"); then
         return 0
     fi
+    # Daemons must not keep the caller's directory (a checkout that may go).
+    cd /
     # The host name a daemon sees is its node's; slurmctld insists on it.
     local host=$ns
     case $name in
