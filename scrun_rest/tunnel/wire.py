@@ -165,6 +165,10 @@ def server_handshake(sock, key_lookup):
 # a probe after 5 quiet seconds, then every 2 s; four unanswered probes end
 # the link, within about 13 s of the peer becoming unreachable.
 KEEPALIVE = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 4}
+# Probes only run while nothing is in flight: a message sent just as the
+# peer became unreachable would be retried for many minutes. This bounds
+# unacknowledged data by the same 13 s.
+USER_TIMEOUT_MS = 13000
 
 
 def keep_alive(sock):
@@ -172,6 +176,8 @@ def keep_alive(sock):
     for name, value in KEEPALIVE.items():
         if hasattr(socket, name):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
 
 def dial(host, port, key, role, timeout=10.0, tls_pin=None, keepalive=False):

@@ -110,3 +110,15 @@ def test_oversized_and_malformed_frames_are_errors():
         reader.feed((wire.MAX_FRAME + 1).to_bytes(4, "big"))
     with pytest.raises(wire.TunnelError):
         wire.FrameReader().feed((2).to_bytes(4, "big") + b"[]")
+
+
+def test_keep_alive_bounds_both_silence_and_unacknowledged_data():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        wire.keep_alive(sock)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 5
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == \
+            wire.USER_TIMEOUT_MS
+    finally:
+        sock.close()
