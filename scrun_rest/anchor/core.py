@@ -18,7 +18,6 @@ from scrun_rest.anchor.remote_calls import RemoteCalls
 from scrun_rest.anchor.sessions import EXIT_REPORT_GRACE, TASK_LOST_GRACE, Session, TaskLink
 from scrun_rest.anchor.tunnel_server import TunnelServer
 from scrun_rest.errors import UserError
-from scrun_rest.tunnel import wire
 
 log = logging.getLogger("scrun_rest.anchor")
 
@@ -141,7 +140,10 @@ class Anchor:
             tls_context, self.tls_pin = make_server_context(self.spool.dir)
         self.tunnel = TunnelServer(self.loop, host, self.setup.port_range,
                                    self.key_for_role, self.on_tunnel_connection,
-                                   tls_context=tls_context)
+                                   tls_context=tls_context,
+                                   # A task's control link stays quiet for
+                                   # long; its node may be cut off unseen.
+                                   keepalive_kinds=("task",))
         self.tunnel.start()
         self.control_sock = control.bind(self.spool.socket_path)
         self.control_sock.setblocking(False)
@@ -230,9 +232,6 @@ class Anchor:
             self.agent_claimed = True
             self.loop.create_task(self.serve_agent(sock))
         elif kind == "task":
-            # The link stays quiet for long: without probes a task whose
-            # node was cut off would never be noticed from here.
-            _keep_alive(sock)
             self.loop.create_task(self.serve_task(sock, role))
         elif kind == "data":
             session = self.sessions.get(role.get("session"))
@@ -689,10 +688,3 @@ def _poll_delays():
     while True:
         yield PENDING_POLL_DELAYS[-1]
 
-
-def _keep_alive(sock):
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            wire.keep_alive(sock)
-        except OSError as exc:
-            log.debug("no keepalive on a task link: %s", exc)

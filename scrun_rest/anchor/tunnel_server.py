@@ -27,9 +27,13 @@ LOG_FIRST, LOG_EVERY = 20, 100
 
 
 class TunnelServer:
-    def __init__(self, loop, host, port_range, key_lookup, on_connection, tls_context=None):
+    def __init__(self, loop, host, port_range, key_lookup, on_connection, tls_context=None,
+                 keepalive_kinds=()):
+        """keepalive_kinds: roles whose quiet links get TCP keepalive, so a
+        peer cut off without a word is noticed (wire.keep_alive)."""
         self.loop = loop
         self.tls_context = tls_context
+        self.keepalive_kinds = frozenset(keepalive_kinds)
         self.host = host
         self.port_range = port_range
         self.key_lookup = key_lookup
@@ -100,16 +104,24 @@ class TunnelServer:
     def _handshake(self, conn):
         conn.settimeout(HANDSHAKE_TIMEOUT)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tcp = conn
         if self.tls_context is not None:
             from scrun_rest.tunnel import tls
             conn = tls.wrap_server(conn, self.tls_context, HANDSHAKE_TIMEOUT)
             conn.settimeout(HANDSHAKE_TIMEOUT)
+            # The anchor gets a socketpair end: probes belong on the TCP link.
+            tcp = tls.relay_of(conn).secure
         try:
             role = wire.server_handshake(conn, self.key_lookup)
         except BaseException:
             conn.close()
             raise
         conn.settimeout(None)
+        if role.get("kind") in self.keepalive_kinds:
+            try:
+                wire.keep_alive(tcp)
+            except OSError as exc:
+                log.debug("no keepalive on a %s link: %s", role.get("kind"), exc)
         return conn, role
 
     def _abort(self, conn):

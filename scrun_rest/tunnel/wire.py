@@ -167,8 +167,9 @@ def server_handshake(sock, key_lookup):
 KEEPALIVE = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 4}
 # Probes only run while nothing is in flight: a message sent just as the
 # peer became unreachable would be retried for many minutes. This bounds
-# unacknowledged data by the same 13 s.
-USER_TIMEOUT_MS = 13000
+# unacknowledged data by the same time.
+USER_TIMEOUT_MS = 1000 * (KEEPALIVE["TCP_KEEPIDLE"]
+                          + KEEPALIVE["TCP_KEEPINTVL"] * KEEPALIVE["TCP_KEEPCNT"])
 
 
 def keep_alive(sock):
