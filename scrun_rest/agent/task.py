@@ -59,12 +59,11 @@ class Task:
         self.master_fd = None
         self.output_pump = None
         self.settings = {}
-        self.values = {}
         self.workdir = None
-        self.mode = None
         self.window = None
-        # Set in create/start mode (detached.py); None runs RunTimeRun.
-        self.start_command = None
+        # What to run (task_bundle.Plan): its start is set in create/start
+        # mode (detached.py); None runs RunTimeRun.
+        self.plan = None
         self.pipes = []
         self.streams = {}
         self.anchor_gone = threading.Event()
@@ -111,15 +110,11 @@ class Task:
 
     def _run(self, setup):
         try:
-            plan, problem = task_bundle.prepare(setup, self.settings, self.workdir)
+            self.plan, problem = task_bundle.prepare(setup, self.settings, self.workdir)
         except (OSError, ValueError, KeyError, oci_conf.PatternError) as exc:
-            plan, problem = None, (126, "cannot prepare the container: %s" % exc)
-        command = None
-        if plan is not None:
-            command = plan.command
-            self.mode, self.values, self.start_command = plan.mode, plan.values, plan.start
+            self.plan, problem = None, (126, "cannot prepare the container: %s" % exc)
         if problem is None:
-            problem = _check_runtime(command)
+            problem = _check_runtime(self.plan.command)
         if problem:
             code, text = problem
             self._cleanup()
@@ -139,14 +134,14 @@ class Task:
         for signum in FORWARDED_SIGNALS:
             signal.signal(signum, self._forward_signal)
         try:
-            self._spawn(command, streams, setup)
+            self._spawn(self.plan.command, streams, setup)
         except OSError as exc:
-            text = "cannot run %s: %s" % (command, exc)
+            text = "cannot run %s: %s" % (self.plan.command, exc)
             self._cleanup()
             self.send({"t": "exit", "status": 127, "error": text})
             return 127
         self.send({"t": "started", "pid": self.process.pid,
-                   "container": self.values.get("container")})
+                   "container": self.plan.values.get("container")})
         threading.Thread(target=self._control_loop, daemon=True).start()
         status = exit_status(self.process.wait())
         if self.output_pump is not None:
@@ -192,7 +187,7 @@ class Task:
             return
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
-            if self.start_command is not None:
+            if self.plan.start is not None:
                 self.pipes = [pipes.OutputPipe(streams["stdout"]),
                               pipes.OutputPipe(streams["stderr"])]
                 if "stdin" in streams:
@@ -200,7 +195,7 @@ class Task:
                 stdio = [pipe.fd for pipe in self.pipes]
                 stdin, stdout, stderr = [devnull] * (3 - len(stdio)) + stdio
                 self.process = detached.create_and_start(
-                    argv, self.start_command, stdin=stdin, stdout=stdout, stderr=stderr,
+                    argv, self.plan.start, stdin=stdin, stdout=stdout, stderr=stderr,
                     cwd=self.workdir, start_new_session=True)
             else:
                 stdin = streams["stdin"].fileno() if "stdin" in streams else devnull
@@ -288,10 +283,10 @@ class Task:
 
     def _run_hook(self, key, *extra):
         pattern = self.settings.get(key)
-        if not pattern or "container" not in self.values:
+        if not pattern or self.plan is None or "container" not in self.plan.values:
             return
         try:
-            command = oci_conf.expand(pattern, self.values) + " " + " ".join(extra)
+            command = oci_conf.expand(pattern, self.plan.values) + " " + " ".join(extra)
             subprocess.call(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             timeout=30)
@@ -304,7 +299,8 @@ class Task:
             return
         self.cleaned = True
         # Only the container's own task removes it; an exec merely joined it.
-        if self.process is not None and self.mode == "run" and "container" in self.values:
+        if self.process is not None and self.plan.mode == "run" \
+                and "container" in self.plan.values:
             if (self.settings.get("DisableCleanup") or "").lower() not in ("yes", "true", "1"):
                 self._run_hook("RunTimeDelete")
         if self.workdir:
