@@ -26,15 +26,16 @@ RUN = ("run", "--rm", "--network=none")
 LOOP = "echo ready; while :; do sleep 0.2; done"
 
 
+def engine_argv(engine, *args):
+    """The engine's command line, as the engine's user, with our runtime."""
+    if engine.name == "podman":
+        return user_command(["podman", "--runtime", RUNTIME] + list(args))
+    return testbed.docker_argv(*args)
+
+
 def on_terminal(engine, *args, rows=24, cols=80):
     """The engine's command line on a fresh pty, as the engine's user."""
-    if engine.name == "podman":
-        argv = user_command(["podman", "--runtime", RUNTIME] + list(args))
-    else:
-        argv = ["/usr/bin/docker"] + list(args)
-        if args[0] == "run":
-            argv[2:2] = ["--runtime", "scrun-rest"]
-    return Terminal(argv, rows=rows, cols=cols)
+    return Terminal(engine_argv(engine, *args), rows=rows, cols=cols)
 
 
 def detached(engine, *command, options=()):
@@ -346,14 +347,10 @@ def held_job():
     subprocess.run(["scancel", holder])
 
 
-def pending_run(held_job, engine_name="podman"):
-    """podman (or docker) run, attached, of a container whose job waits for held_job."""
-    args = ["run", "--rm", "--network=none", "-e",
-            "SCRUN_DEPENDENCY=afterany:" + held_job.job_id, IMAGE, "echo", "late"]
-    if engine_name == "podman":
-        argv = user_command(["podman", "--runtime", RUNTIME] + args)
-    else:
-        argv = ["/usr/bin/docker", "run", "--runtime", "scrun-rest"] + args[1:]
+def pending_run(held_job, engine):
+    """The engine's run, attached, of a container whose job waits for held_job."""
+    argv = engine_argv(engine, "run", "--rm", "--network=none", "-e",
+                       "SCRUN_DEPENDENCY=afterany:" + held_job.job_id, IMAGE, "echo", "late")
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd="/tmp")
 
@@ -379,18 +376,16 @@ def started_while_pending(state, create_limit, spool=testbed.SPOOL_ROOT):
     assert rest_job(state["job_id"])["job_state"] == "PENDING"
 
 
-def config_and_spool(engine):
+def config_of(engine):
     """podman's runtime runs as the test user, docker's as root: whose
-    config a test changes and where the containers' state lives."""
-    if engine.name == "podman":
-        return user_config, testbed.SPOOL_ROOT
-    return root_config, testbed.DOCKER_ROOT
+    scrun-rest.conf a test changes."""
+    return user_config if engine.name == "podman" else root_config
 
 
 def test_create_returns_while_the_job_pends(held_job, engine):
-    config, spool = config_and_spool(engine)
-    with config(CreateTimeout="4"):
-        run = pending_run(held_job, engine.name)
+    spool = engine.spool_root
+    with config_of(engine)(CreateTimeout="4"):
+        run = pending_run(held_job, engine)
         state = wait_until(lambda: pending_state(spool), 15)
     try:
         started_while_pending(state, 4, spool)
@@ -410,7 +405,7 @@ def test_job_that_pends_past_podmans_create_limit(held_job):
     """Default CreateTimeout (200 s) under podman's 240 s; released at 250 s."""
     begin = time.monotonic()
     with user_config(CreateTimeout=None):
-        run = pending_run(held_job)
+        run = pending_run(held_job, Engine("podman"))
         state = wait_until(pending_state, 15)
     try:
         started_while_pending(state, 200)
@@ -426,8 +421,8 @@ def test_job_that_pends_past_podmans_create_limit(held_job):
 
 
 def test_stop_of_a_pending_container_cancels_its_job(held_job, engine):
-    config, spool = config_and_spool(engine)
-    with config(CreateTimeout="2"):
+    spool = engine.spool_root
+    with config_of(engine)(CreateTimeout="2"):
         cid = detached(engine, "sleep", "300",
                        options=("-e", "SCRUN_DEPENDENCY=afterany:" + held_job.job_id))
     try:

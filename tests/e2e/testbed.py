@@ -51,12 +51,18 @@ def podman(*args, input=None, timeout=120, runtime=RUNTIME):
 DOCKER_ROOT = "/var/run/docker/runtime-runc/moby"
 
 
-def docker(*args, input=None, timeout=120):
-    """Docker runs the runtime as root, which submits as Slurm user root."""
+def docker_argv(*args):
+    """docker's command line, with our runtime for `run`."""
     argv = ["/usr/bin/docker"] + list(args)
     if args and args[0] == "run":
         argv[2:2] = ["--runtime", "scrun-rest"]
-    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout, cwd="/tmp")
+    return argv
+
+
+def docker(*args, input=None, timeout=120):
+    """Docker runs the runtime as root, which submits as Slurm user root."""
+    return subprocess.run(docker_argv(*args), input=input, capture_output=True,
+                          timeout=timeout, cwd="/tmp")
 
 
 def docker_available():
