@@ -1,15 +1,17 @@
-"""The anchor's unix control socket: the commands start, kill, delete, exec.
+"""The anchor's unix control socket: binding it, and the client half.
 
-The client half is stdlib-only so `kill` and `delete` stay light. Only
-processes of the anchor's own uid are served (SO_PEERCRED); the socket lives
-in the 0700 spool dir as a second fence.
+Commands and replies are CLIENT_TO_ANCHOR / ANCHOR_TO_CLIENT in
+tunnel/messages.py; the anchor's half is control_server.py. The client half
+is stdlib-only so `kill` and `delete` stay light. Only processes of the
+anchor's own uid are served (SO_PEERCRED); the socket lives in the 0700
+spool dir as a second fence.
 """
-import array
 import os
 import socket
 import struct
 
-from scrun_rest.tunnel import wire
+from scrun_rest import fd_passing
+from scrun_rest.tunnel import messages, wire
 
 # sun_path holds 108 bytes; deeper spool dirs are reached relative to them.
 MAX_SUN_PATH = 100
@@ -68,23 +70,24 @@ def connect(path, timeout=None):
     return sock
 
 
-def send_with_fds(sock, message, fds):
-    data = wire.encode(message)
-    if not fds:
-        sock.sendall(data)
-        return
-    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
-    sent = sock.sendmsg([data], ancillary)
-    if sent < len(data):
-        sock.sendall(data[sent:])
+def send(sock, kind, fds=(), **fields):
+    """One command (and fds for exec) to the anchor."""
+    message = messages.make(messages.CLIENT_TO_ANCHOR, kind, **fields)
+    fd_passing.send(sock, wire.encode(message), fds)
 
 
-def request(path, message, fds=(), timeout=None):
+def receive(sock):
+    """The anchor's next reply; None when it hung up."""
+    reply = wire.recv(sock)
+    return None if reply is None else messages.check(messages.ANCHOR_TO_CLIENT, reply)
+
+
+def request(path, kind, timeout=None, **fields):
     """Send one command and return the anchor's single reply."""
     sock = connect(path, timeout)
     try:
-        send_with_fds(sock, message, fds)
-        reply = wire.recv(sock)
+        send(sock, kind, **fields)
+        reply = receive(sock)
     except (ConnectionResetError, BrokenPipeError) as exc:
         raise AnchorGone(str(exc))
     finally:

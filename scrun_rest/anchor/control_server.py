@@ -1,15 +1,23 @@
-"""Requests on the anchor's control socket, one connection per command."""
-import array
-import asyncio
-import logging
-import socket
+"""The anchor's side of its control socket: one connection per command.
 
+Commands and replies are CLIENT_TO_ANCHOR / ANCHOR_TO_CLIENT in
+tunnel/messages.py; the client half is anchor/control.py. Only processes
+of the anchor's own uid are served (SO_PEERCRED).
+"""
+import asyncio
+import errno
+import logging
+import os
+
+from scrun_rest import fd_passing
+from scrun_rest.anchor import control
 from scrun_rest.errors import UserError
-from scrun_rest.tunnel import wire
+from scrun_rest.tunnel import messages, wire
 
 log = logging.getLogger("scrun_rest.anchor")
 MAX_FDS = 4
-KILL = 9
+# Out of fds: how long to let others close theirs before accepting again.
+ACCEPT_BACKOFF = 0.1
 
 
 async def _readable(loop, sock):
@@ -23,102 +31,126 @@ async def _readable(loop, sock):
 
 
 async def receive(loop, sock):
-    """One framed message plus any fds passed with it; None at EOF."""
+    """One checked command plus any fds passed with it; None at EOF."""
     reader = wire.FrameReader()
     fds = []
     while True:
         await _readable(loop, sock)
         try:
-            data, ancdata, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(MAX_FDS * 4))
+            data, received = fd_passing.receive(sock, 1 << 16, MAX_FDS)
         except (BlockingIOError, InterruptedError):
             continue
         except OSError:
             return None, fds
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                received = array.array("i")
-                received.frombytes(payload[:len(payload) - len(payload) % 4])
-                fds.extend(received)
+        fds.extend(received)
         if not data:
             return None, fds
-        messages = reader.feed(data)
-        if messages:
-            return messages[0], fds
+        found = reader.feed(data)
+        if found:
+            return messages.check(messages.CLIENT_TO_ANCHOR, found[0]), fds
 
 
-def _reply(sock, message):
+def _send(sock, kind, **fields):
     try:
         sock.setblocking(True)
-        wire.send(sock, message)
+        wire.send(sock, messages.make(messages.ANCHOR_TO_CLIENT, kind, **fields))
         sock.setblocking(False)
     except OSError:
         pass
 
 
-async def handle_client(anchor, sock):
-    loop = anchor.loop
-    sock.setblocking(False)
-    try:
-        message, fds = await receive(loop, sock)
-    except wire.TunnelError:
-        sock.close()
-        return
-    if message is None:
-        sock.close()
-        return
-    command = message.get("cmd")
-    try:
-        if command == "start":
-            anchor.start()
-            _reply(sock, {"ok": True})
-        elif command == "kill":
-            anchor.kill(int(message.get("signal", 15)))
-            _reply(sock, {"ok": True})
-        elif command == "delete":
-            anchor.kill(KILL)
-            code = await anchor.wait_stopped()
-            _reply(sock, {"ok": True, "exit_code": code})
-        elif command == "exec":
-            await _serve_exec(anchor, sock, message, fds)
+def _close_all(fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class ControlServer:
+    def __init__(self, anchor):
+        self.anchor = anchor
+        self.loop = anchor.loop
+
+    async def serve(self, listener):
+        while True:
+            try:
+                client, _ = await self.loop.sock_accept(listener)
+            except OSError as exc:
+                if listener.fileno() < 0:
+                    return  # closed: the anchor is ending
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    await asyncio.sleep(ACCEPT_BACKOFF)
+                continue
+            if control.peer_uid(client) != os.getuid():
+                log.error("refused a control connection from uid %d",
+                          control.peer_uid(client))
+                client.close()
+                continue
+            self.anchor.tasks.start(self.serve_client(client), "control command")
+
+    async def serve_client(self, sock):
+        sock.setblocking(False)
+        fds = []
+        try:
+            message, fds = await receive(self.loop, sock)
+            if message is None:
+                return
+            await self.carry_out(message, sock, fds)
+        except (wire.TunnelError, messages.ProtocolError) as exc:
+            log.warning("a control client broke the protocol: %s", exc)
+            _send(sock, "reply", ok=False, error="protocol error: %s" % exc)
+        except UserError as exc:
+            _send(sock, "reply", ok=False, error=str(exc))
+        finally:
+            _close_all(fds)  # fds that no exec session took over
+            sock.close()
+
+    async def carry_out(self, message, sock, fds):
+        kind = message["t"]
+        if kind == "start":
+            self.anchor.start()
+            _send(sock, "reply", ok=True)
+        elif kind == "kill":
+            self.anchor.kill(message["signal"])
+            _send(sock, "reply", ok=True)
+        elif kind == "delete":
+            code = await self.anchor.delete()
+            _send(sock, "reply", ok=True, exit_code=code)
+        elif kind == "exec":
+            await self.serve_exec(sock, message, fds)
         else:
-            _reply(sock, {"ok": False, "error": "unknown command %r" % command})
-    except UserError as exc:
-        _reply(sock, {"ok": False, "error": str(exc)})
-    except Exception as exc:  # keep the anchor alive for the container's sake
-        log.exception("control command %s failed", command)
-        _reply(sock, {"ok": False, "error": "internal error: %s" % exc})
-    finally:
-        sock.close()
+            raise messages.ProtocolError("%s is not a command" % kind)
 
+    async def serve_exec(self, sock, message, fds):
+        """An exec client passed us its stdio; it waits here for the exit code."""
+        names = ["tty"] if message["tty"] else ["stdin", "stdout", "stderr"]
+        if len(fds) != len(names):
+            raise UserError("exec needs %d file descriptors, got %d" % (len(names), len(fds)))
+        window = message.get("window")
+        session = await self.anchor.new_exec_session(
+            message["process"], dict(zip(names, fds)), tuple(window) if window else None)
+        del fds[:]  # the session owns them now
+        _send(sock, "reply", ok=True, session=session.number)
+        listener = asyncio.ensure_future(self._exec_client_messages(sock, session))
+        code = await session.exit_future
+        listener.cancel()
+        try:
+            await listener
+        except (asyncio.CancelledError, wire.TunnelError, messages.ProtocolError):
+            pass
+        _send(sock, "exit", status=code)
 
-async def _serve_exec(anchor, sock, message, fds):
-    """An exec client passed us its stdio; it waits here for the exit code."""
-    names = ["tty"] if message.get("tty") else ["stdin", "stdout", "stderr"]
-    if len(fds) != len(names):
-        raise UserError("exec needs %d file descriptors, got %d" % (len(names), len(fds)))
-    stdio = dict(zip(names, fds))
-    window = message.get("window")
-    session = await anchor.new_exec_session(message.get("process") or {}, stdio,
-                                            tuple(window) if window else None)
-    _reply(sock, {"ok": True, "session": session.number})
-    listener = asyncio.ensure_future(_exec_client_messages(anchor, sock, session))
-    code = await session.exit_future
-    listener.cancel()
-    try:
-        await listener
-    except asyncio.CancelledError:
-        pass
-    _reply(sock, {"exit": code})
-
-
-async def _exec_client_messages(anchor, sock, session):
-    """Window sizes and signals that the exec client forwards."""
-    while not session.exit_future.done():
-        message, _ = await receive(anchor.loop, sock)
-        if message is None:
-            return
-        if message.get("t") == "resize":
-            session.window = (message["rows"], message["cols"])
-            session.send_all({"t": "resize", "rows": message["rows"], "cols": message["cols"]})
-        elif message.get("t") == "signal":
-            session.send_all({"t": "signal", "signal": int(message["signal"])})
+    async def _exec_client_messages(self, sock, session):
+        """Window sizes and signals that the exec client forwards."""
+        from scrun_rest.anchor.task_links import task_message
+        while not session.exit_future.done():
+            message, _ = await receive(self.loop, sock)
+            if message is None:
+                return
+            if message["t"] == "resize":
+                session.window = (message["rows"], message["cols"])
+                session.send_all(task_message("resize", rows=message["rows"],
+                                              cols=message["cols"]))
+            elif message["t"] == "signal":
+                session.send_all(task_message("signal", signal=message["signal"]))

@@ -27,11 +27,9 @@ class TaskLink:
         self.id = task_id
         self.conn = conn
         self.node = role.get("node")
-        self.step = role.get("step")
         self.said_prepared = False
         self.streams = set()
         self.expected_streams = ()
-        self.started = False
         self.container = None
         self.status = None
         self.error = None
@@ -66,7 +64,13 @@ class Session:
         self.ended = asyncio.Event()
         self.drained = asyncio.Event()
         self.stdin_source = None
-        self.on_error = None
+        # Input waits until the process may read it (go); the sockets are
+        # kept so that they live as long as the session.
+        self._pending_stdin = None
+        self._pending_tty_input = None
+        self._input_socks = []
+        # An exec's exit status, for the client waiting on it.
+        self.exit_future = loop.create_future() if number else None
         self._make_local_sinks()
 
     @property
@@ -153,7 +157,7 @@ class Session:
     def _attach_stdin(self, sock):
         fd = self.stdio.get("stdin")
         sink = relay.Sink(self.loop, sock.fileno())
-        self._stdin_sock = sock
+        self._input_socks.append(sock)
 
         def close_stdin():
             try:
@@ -168,7 +172,7 @@ class Session:
 
     def start_input(self):
         """Only once the container runs may it read its stdin."""
-        pending = getattr(self, "_pending_stdin", None)
+        pending = self._pending_stdin
         if pending is None:
             return
         self._pending_stdin = None
@@ -183,14 +187,14 @@ class Session:
     def _attach_terminal(self, sock):
         fd = self.stdio["tty"]
         remote = relay.Sink(self.loop, sock.fileno())
-        self._tty_sock = sock
+        self._input_socks.append(sock)
         self.open_outputs += 1
         relay.Source(self.loop, sock.fileno(), self.sinks["tty"],
                      lambda: self._output_closed(sock))
         self._pending_tty_input = (fd, remote)
 
     def start_terminal_input(self):
-        pending = getattr(self, "_pending_tty_input", None)
+        pending = self._pending_tty_input
         if pending is None:
             return
         self._pending_tty_input = None

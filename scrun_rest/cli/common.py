@@ -1,20 +1,15 @@
 """Glue the commands share: finding a container by id, signal names."""
-from scrun_rest.anchor.spool import Spool
-from scrun_rest.errors import UserError
-from scrun_rest.oci.state_doc import check_container_id
+from scrun_rest.container import Container
 
 
-def open_spool(globals_, container_id, must_exist=True):
-    check_container_id(container_id)
-    spool = Spool(globals_.resolved_root(), container_id)
-    if must_exist and spool.read_state() is None:
-        raise UserError("container %s does not exist" % container_id)
-    return spool
+def load_container(globals_, container_id):
+    return Container.load(globals_.resolved_root(), container_id)
 
 
 def parse_signal(text):
     """SIGTERM, TERM, term or 15; anything else is an error."""
     import signal  # not at the top: it imports enum, and `state` needs neither
+    from scrun_rest.errors import UserError
     value = str(text).strip()
     if value.isascii() and value.isdigit():  # "\u00b2".isdigit() too, but int() refuses it
         number = int(value)

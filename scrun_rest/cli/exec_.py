@@ -7,24 +7,18 @@ like the container's own. What waits here (or in the --detach child whose
 pid conmon watches) is a small front that forwards window sizes and
 signals and exits with the process's status.
 """
-import fcntl
 import json
 import os
-import pty
 import signal
-import socket
-import struct
 import sys
-import termios
-import tty
 
-from scrun_rest.anchor import control, spool as spoolmod
+from scrun_rest import terminal
+from scrun_rest.anchor import control
 from scrun_rest.anchor.spool import write_pid_file
 from scrun_rest.cli import args
-from scrun_rest.cli.common import open_spool, release_caller_stdio
-from scrun_rest.cli.create import _send_fd
+from scrun_rest.cli.common import load_container, release_caller_stdio
 from scrun_rest.errors import UserError
-from scrun_rest.tunnel import wire
+from scrun_rest.tunnel import messages, wire
 
 SPEC = args.Spec(
     values=("--pid-file", "--process", "--console-socket", "--preserve-fds", "--cwd",
@@ -42,27 +36,21 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 def run(argv, globals_):
     parsed = args.parse(argv, SPEC, "exec")
-    spool = open_spool(globals_, parsed.positionals[0])
-    if spoolmod.effective_status(spool.read_state()) != spoolmod.RUNNING:
-        raise UserError("container %s is not running" % spool.id)
+    container = load_container(globals_, parsed.positionals[0])
+    container.require_running()
     process = _process(parsed)
-    terminal = bool(process.get("terminal") or parsed.get("--tty"))
-    process["terminal"] = terminal
+    with_terminal = bool(process.get("terminal") or parsed.get("--tty"))
+    process["terminal"] = with_terminal
     slave = None
-    if terminal:
-        slave = _terminal(parsed.get("--console-socket"))
-        fds, window = [slave], _window(slave)
+    if with_terminal:
+        console_socket = parsed.get("--console-socket")
+        if not console_socket:
+            raise UserError("exec --tty needs --console-socket")
+        slave = terminal.open_for(console_socket)
+        fds, window = [slave], terminal.window_size(slave)
     else:
         fds, window = [0, 1, 2], None
-    try:
-        sock = control.connect(spool.socket_path)
-        control.send_with_fds(sock, {"cmd": "exec", "process": process, "tty": terminal,
-                                     "window": window}, fds)
-        reply = wire.recv(sock)
-    except (control.AnchorGone, ConnectionError) as exc:
-        raise UserError("container %s is not running (%s)" % (spool.id, exc))
-    if not reply or not reply.get("ok"):
-        raise UserError((reply or {}).get("error") or "exec failed")
+    sock = container.open_exec(process, fds, with_terminal, window)
     if parsed.get("--detach"):
         pid = os.fork()
         if pid:
@@ -102,37 +90,11 @@ def _process(parsed):
     return process
 
 
-def _terminal(console_socket):
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    if console_socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(console_socket)
-            _send_fd(sock, master)
-        except OSError as exc:
-            raise UserError("cannot send the terminal to %s: %s" % (console_socket, exc.strerror))
-        finally:
-            sock.close()
-            os.close(master)
-        return slave
-    # Attached without a console socket: bridge our own terminal.
-    raise UserError("exec --tty needs --console-socket")
-
-
-def _window(fd):
-    try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-    except OSError:
-        return None
-    return [rows, cols] if rows and cols else None
-
-
 def _front(sock, slave):
     """Forward signals and window sizes; return the process's exit status."""
     def forward(signum, frame):
         try:
-            wire.send(sock, {"t": "signal", "signal": signum})
+            control.send(sock, "signal", signal=signum)
         except OSError:
             pass
 
@@ -140,17 +102,17 @@ def _front(sock, slave):
         signal.signal(signum, forward)
     if slave is not None:
         def resize(signum, frame):
-            window = _window(slave)
+            window = terminal.window_size(slave)
             if window:
                 try:
-                    wire.send(sock, {"t": "resize", "rows": window[0], "cols": window[1]})
+                    control.send(sock, "resize", rows=window[0], cols=window[1])
                 except OSError:
                     pass
 
         signal.signal(signal.SIGWINCH, resize)
         try:
             os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            terminal.make_controlling(slave)
         except OSError:
             pass
         # The caller sizes the terminal once it has our pid, which may be
@@ -158,13 +120,13 @@ def _front(sock, slave):
         resize(None, None)
     while True:
         try:
-            message = wire.recv(sock)
+            message = control.receive(sock)
         except InterruptedError:
             continue
-        except (OSError, wire.TunnelError):
+        except (OSError, wire.TunnelError, messages.ProtocolError):
             message = None
         if message is None:
             sys.stderr.write("scrun-rest: lost the container's anchor\n")
             return 255
-        if "exit" in message:
-            return int(message["exit"]) & 0xFF
+        if message["t"] == "exit":
+            return message["status"] & 0xFF

@@ -1,26 +1,17 @@
-"""`kill [--all] ID [SIGNAL]`: signal the container's process (default TERM)."""
-import signal
+"""`kill [--all] ID [SIGNAL]`: signal the container's process (default TERM).
 
-from scrun_rest.anchor import control, spool as spoolmod
+--all is accepted as podman and runc spell it; the signal reaches the
+container's process through its tasks either way.
+"""
 from scrun_rest.cli import args
-from scrun_rest.cli.common import open_spool, parse_signal
-from scrun_rest.errors import UserError
+from scrun_rest.cli.common import load_container, parse_signal
 
 SPEC = args.Spec(flags=("--all",), aliases={"-a": "--all"}, positionals=(1, 2))
+SIGTERM = 15
 
 
 def run(argv, globals_):
     parsed = args.parse(argv, SPEC, "kill")
-    signum = parse_signal(parsed.positionals[1]) if len(parsed.positionals) > 1 \
-        else int(signal.SIGTERM)
-    spool = open_spool(globals_, parsed.positionals[0])
-    if spoolmod.effective_status(spool.read_state()) == spoolmod.STOPPED:
-        raise UserError("container %s is not running" % spool.id)
-    try:
-        reply = control.request(spool.socket_path, {
-            "cmd": "kill", "signal": signum, "all": bool(parsed.get("--all"))})
-    except control.AnchorGone:
-        raise UserError("container %s is not running" % spool.id)
-    if not reply.get("ok"):
-        raise UserError(reply.get("error") or "kill failed")
+    signum = parse_signal(parsed.positionals[1]) if len(parsed.positionals) > 1 else SIGTERM
+    load_container(globals_, parsed.positionals[0]).signal(signum)
     return 0

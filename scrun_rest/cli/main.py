@@ -18,7 +18,7 @@ COMMANDS = {
     "exec": "scrun_rest.cli.exec_",
     "ps": "scrun_rest.cli.ps",
     "features": "scrun_rest.cli.features",
-    "check": "scrun_rest.cli.check_command",
+    "check": "scrun_rest.cli.check",
 }
 
 USAGE = """usage: scrun-rest [global options] COMMAND [options] ID

@@ -8,7 +8,7 @@ import sys
 
 from scrun_rest.anchor import spool as spoolmod
 from scrun_rest.cli import args
-from scrun_rest.cli.common import open_spool
+from scrun_rest.cli.common import load_container
 from scrun_rest.errors import UserError
 
 SPEC = args.Spec(values=("--format",), aliases={"-f": "--format"},
@@ -17,9 +17,9 @@ SPEC = args.Spec(values=("--format",), aliases={"-f": "--format"},
 
 def run(argv, globals_):
     parsed = args.parse(argv, SPEC, "ps")
-    spool = open_spool(globals_, parsed.positionals[0])
-    state = spool.read_state()
-    running = spoolmod.effective_status(state) != spoolmod.STOPPED
+    container = load_container(globals_, parsed.positionals[0])
+    state = container.state
+    running = container.status != spoolmod.STOPPED
     pids = [state["pid"]] if running and state.get("pid") else []
     fmt = parsed.get("--format", "table")
     if fmt == "json":

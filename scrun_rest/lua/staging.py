@@ -121,9 +121,10 @@ class Staging:
     def root_path(self):
         return self.api.root or self.orig_root
 
-    def stage_in(self, job_id, job_env, remote_command):
+    def stage_in(self, job_id, job_env, remote_command, identity=None):
+        """identity: who the job runs as (the agent's SCRUN_REST_* values)."""
         setup = self.setup
-        identity = getattr(setup, "job_identity", None) or {}
+        identity = identity or {}
         env = self.stage_env = self._environment(job_env or {}, identity)
         entries = self.runtime.lua.table_from(
             [to_bytes("%s=%s" % item) for item in env.items()])
@@ -143,9 +144,9 @@ class Staging:
         log.info("scrun.lua: staged the container to bundle %s, root %s",
                  bundle, self.root_path)
 
-    def stage_out(self, job_id, remote_command):
+    def stage_out(self, job_id, remote_command, identity=None):
         setup = self.setup
-        identity = getattr(setup, "job_identity", None) or {}
+        identity = identity or {}
         # SCRUN_BUNDLE and SCRUN_ROOTFS_PATH now name what stage_in staged.
         env = dict(self.stage_env, **self._environment({}, identity))
         self._run("stage_out", STAGE_OUT, env, remote_command,

@@ -23,7 +23,7 @@ import struct
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 8 << 20
-_HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">I")
 NONCE_BYTES = 32
 
 
@@ -35,7 +35,7 @@ def encode(message):
     body = json.dumps(message, separators=(",", ":")).encode("utf-8")
     if len(body) > MAX_FRAME:
         raise TunnelError("message of %d bytes is too large" % len(body))
-    return _HEADER.pack(len(body)) + body
+    return HEADER.pack(len(body)) + body
 
 
 def send(sock, message):
@@ -55,19 +55,19 @@ def _recv_exact(sock, count):
 
 def recv(sock):
     """Read one message; None at a clean end of stream."""
-    header = _recv_exact(sock, _HEADER.size)
+    header = _recv_exact(sock, HEADER.size)
     if header is None:
         return None
-    (length,) = _HEADER.unpack(header)
+    (length,) = HEADER.unpack(header)
     if length > MAX_FRAME:
         raise TunnelError("frame of %d bytes is too large" % length)
     body = _recv_exact(sock, length)
     if body is None:
         raise TunnelError("connection closed inside a frame")
-    return _decode(body)
+    return decode(body)
 
 
-def _decode(body):
+def decode(body):
     try:
         message = json.loads(body.decode("utf-8"))
     except ValueError:
@@ -86,14 +86,14 @@ class FrameReader:
     def feed(self, data):
         self._buffer += data
         messages = []
-        while len(self._buffer) >= _HEADER.size:
-            (length,) = _HEADER.unpack_from(self._buffer)
+        while len(self._buffer) >= HEADER.size:
+            (length,) = HEADER.unpack_from(self._buffer)
             if length > MAX_FRAME:
                 raise TunnelError("frame of %d bytes is too large" % length)
-            end = _HEADER.size + length
+            end = HEADER.size + length
             if len(self._buffer) < end:
                 break
-            messages.append(_decode(bytes(self._buffer[_HEADER.size:end])))
+            messages.append(decode(bytes(self._buffer[HEADER.size:end])))
             del self._buffer[:end]
         return messages
 

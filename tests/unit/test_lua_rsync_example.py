@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("lupa")
 
-from scrun_rest.anchor.setup import AnchorSetup  # noqa: E402
+from scrun_rest.anchor.anchor_setup import AnchorSetup  # noqa: E402
 from scrun_rest.lua.staging import Staging  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "lua")
@@ -109,17 +109,17 @@ def test_man_page_rsync_example_runs_unmodified(tmp_path, bundle, home_dir, capl
     try:
         staging = Staging.load(EXAMPLE, setup)
         assert any(r.getMessage() == "initialized scrun.lua" for r in caplog.records)
-        setup.job_identity = {"SCRUN_REST_USER_ID": str(os.getuid()),
-                              "SCRUN_REST_GROUP_ID": str(os.getgid())}
+        identity = {"SCRUN_REST_USER_ID": str(os.getuid()),
+                    "SCRUN_REST_GROUP_ID": str(os.getgid())}
         job_env = {"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "node[1-2]"}
         remote = Remote()
-        staging.stage_in(77, job_env, remote)
+        staging.stage_in(77, job_env, remote, identity)
         _check_stage_in(setup, bundle, staged, original, container_id, caplog)
 
         # something the container wrote comes back to the submitted rootfs
         with open(os.path.join(staged, "rootfs", "result.txt"), "w") as handle:
             handle.write("computed\n")
-        staging.stage_out(77, remote)
+        staging.stage_out(77, remote, identity)
         assert (bundle / "rootfs" / "result.txt").read_text() == "computed\n"
         assert (bundle / "rootfs" / "data.txt").read_text() == "hello from the image\n"
         assert remote.calls == []

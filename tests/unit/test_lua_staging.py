@@ -34,6 +34,11 @@ class FakeSpool:
         self.socket_path = os.path.join(path, "control.sock")
 
 
+# Who the job runs as, as the agent reports it.
+IDENTITY = {"SCRUN_REST_USER": "alice", "SCRUN_REST_USER_ID": "1234",
+            "SCRUN_REST_GROUP": "staff", "SCRUN_REST_GROUP_ID": "567"}
+
+
 class FakeSetup:
     """The attributes Staging uses from AnchorSetup."""
 
@@ -43,8 +48,6 @@ class FakeSetup:
         self.config_file = os.path.join(self.bundle, "config.json")
         self.rootfs = os.path.join(self.bundle, "rootfs")
         self.spool = FakeSpool(str(tmp_path / "spool"))
-        self.job_identity = {"SCRUN_REST_USER": "alice", "SCRUN_REST_USER_ID": "1234",
-                             "SCRUN_REST_GROUP": "staff", "SCRUN_REST_GROUP_ID": "567"}
         self.reloads = []
 
     def output_env(self, job_env=None):
@@ -102,8 +105,8 @@ def single_line(exc):
 # -- loading -------------------------------------------------------------------
 def test_man_page_minimal_script_loads_and_runs(setup):
     staging = Staging.load(os.path.join(FIXTURES, "minimal.lua"), setup)
-    staging.stage_in(1, {}, Remote())
-    staging.stage_out(1, Remote())
+    staging.stage_in(1, {}, Remote(), IDENTITY)
+    staging.stage_out(1, Remote(), IDENTITY)
     assert setup.reloads == []
     assert lua(staging, "return _VERSION") in (b"Lua 5.4", b"Lua 5.3", b"Lua 5.2", b"Lua 5.1")
 
@@ -170,7 +173,7 @@ end
 def test_stage_in_arguments(tmp_path, setup):
     staging = load(tmp_path, setup, stage_in=RECORD_STAGE_IN)
     job_env = {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NNODES": "2"}
-    staging.stage_in("42", job_env, Remote())
+    staging.stage_in("42", job_env, Remote(), IDENTITY)
     got = lua(staging, "return seen.id, seen.bundle, seen.spool_dir, seen.config_file, "
                        "seen.job_id, seen.job_id_type, seen.user_id, seen.group_id")
     assert got == (b"ctr1", setup.bundle.encode(), setup.spool.dir.encode(),
@@ -189,9 +192,8 @@ def test_stage_in_arguments(tmp_path, setup):
 
 
 def test_ids_fall_back_to_zero(tmp_path, setup):
-    del setup.job_identity
     staging = load(tmp_path, setup, stage_in=RECORD_STAGE_IN)
-    staging.stage_in(None, {}, Remote())
+    staging.stage_in(None, {}, Remote(), identity=None)
     assert lua(staging, "return seen.job_id, seen.user_id, seen.group_id") == (0, 0, 0)
 
 
@@ -214,11 +216,11 @@ def test_bundle_and_root_overrides_reload_after_stage_in(tmp_path, setup):
         end
     """)
     orig_bundle, orig_config = setup.bundle, setup.config_file
-    staging.stage_in(7, {}, Remote())
+    staging.stage_in(7, {}, Remote(), IDENTITY)
     assert lua(staging, "return returned_bundle, returned_root") == (
         orig_bundle.encode(), setup.rootfs.encode())
     assert setup.reloads == [("/new/bundle", "/new/bundle/rootfs")]
-    staging.stage_out(7, Remote())
+    staging.stage_out(7, Remote(), IDENTITY)
     out = lua(staging, "return out")
     assert [out[i] for i in range(1, 11)] == [
         b"ctr1", b"/new/bundle//", orig_bundle.encode(), b"/new/bundle/rootfs",
@@ -233,7 +235,7 @@ def test_root_override_alone_reloads_the_current_bundle(tmp_path, setup):
         end
     """)
     bundle = setup.bundle
-    staging.stage_in(7, {}, Remote())
+    staging.stage_in(7, {}, Remote(), IDENTITY)
     assert setup.reloads == [(bundle, "/elsewhere/rootfs")]
 
 
@@ -244,8 +246,8 @@ def test_stage_out_without_overrides_gets_the_original_paths(tmp_path, setup):
           return slurm.SUCCESS
         end
     """)
-    staging.stage_in(7, {}, Remote())
-    staging.stage_out(7, Remote())
+    staging.stage_in(7, {}, Remote(), IDENTITY)
+    staging.stage_out(7, Remote(), IDENTITY)
     assert lua(staging, "return same") is True and setup.reloads == []
 
 
@@ -269,7 +271,7 @@ def test_stage_in_failures(tmp_path, setup, body, expected):
         end
     """ % body)
     with pytest.raises(UserError) as exc:
-        staging.stage_in(3, {}, Remote())
+        staging.stage_in(3, {}, Remote(), IDENTITY)
     assert re.search(expected, single_line(exc)), str(exc.value)
     assert setup.reloads == []
 
@@ -278,8 +280,8 @@ def test_non_numeric_return_is_success_as_in_scrun(tmp_path, setup, caplog):
     caplog.set_level(logging.INFO, logger="scrun_rest.lua")
     staging = load(tmp_path, setup, stage_in="function slurm_scrun_stage_in() end\n",
                    stage_out="function slurm_scrun_stage_out() return '0' end\n")
-    staging.stage_in(3, {}, Remote())
-    staging.stage_out(3, Remote())
+    staging.stage_in(3, {}, Remote(), IDENTITY)
+    staging.stage_out(3, Remote(), IDENTITY)
     assert any("returned nil, not a number" in r.getMessage() for r in caplog.records)
 
 
@@ -287,9 +289,9 @@ def test_stage_out_failure(tmp_path, setup):
     staging = load(tmp_path, setup, stage_out="""
         function slurm_scrun_stage_out(...) return slurm.FAILURE end
     """)
-    staging.stage_in(3, {}, Remote())
+    staging.stage_in(3, {}, Remote(), IDENTITY)
     with pytest.raises(UserError) as exc:
-        staging.stage_out(3, Remote())
+        staging.stage_out(3, Remote(), IDENTITY)
     assert single_line(exc) == "scrun.lua stage_out returned -1, not slurm.SUCCESS"
 
 
@@ -320,7 +322,7 @@ def run_commands(tmp_path, setup, which, scripts, remote=None, job_env=None):
     table = staging.runtime.lua.table_from([s.encode() for s in scripts])
     staging.runtime.lua.globals()[b"scripts"] = table
     staging.runtime.lua.globals()[b"which"] = which.encode()
-    staging.stage_in(11, job_env or {}, remote or Remote())
+    staging.stage_in(11, job_env or {}, remote or Remote(), IDENTITY)
     results = lua(staging, "return results")
     return [(results[i][1], results[i][2]) for i in range(1, len(results) + 1)]
 
@@ -373,7 +375,7 @@ def test_allocator_command_checks_its_argument(tmp_path, setup):
         end
     """)
     with pytest.raises(UserError) as exc:
-        staging.stage_in(1, {}, Remote())
+        staging.stage_in(1, {}, Remote(), IDENTITY)
     assert "slurm.allocator_command: expected a string, got table" in single_line(exc)
 
 
@@ -402,7 +404,7 @@ def test_logging_functions(tmp_path, setup, caplog):
           return slurm.SUCCESS
         end
     """)
-    staging.stage_in(1, {}, Remote())
+    staging.stage_in(1, {}, Remote(), IDENTITY)
     records = [(r.levelno, r.getMessage()) for r in caplog.records
                if r.name == "scrun_rest.lua" and not r.getMessage().startswith("scrun.lua")]
     assert records == [
@@ -423,7 +425,7 @@ def test_bad_format_arguments_fail_at_the_callers_line(tmp_path, setup):
         end
     """)
     with pytest.raises(UserError) as exc:
-        staging.stage_in(1, {}, Remote())
+        staging.stage_in(1, {}, Remote(), IDENTITY)
     assert re.search(r"scrun.lua:3: bad argument #2 to '(string\.)?format'", single_line(exc))
 
 

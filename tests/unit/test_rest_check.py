@@ -8,7 +8,7 @@ import pytest
 import requests
 import responses
 
-from scrun_rest.cli.check import run_check
+from scrun_rest.readiness import run_check
 from scrun_rest.config import Config
 from scrun_rest.rest import versions
 

@@ -13,7 +13,7 @@ from scrun_rest.errors import UserError
 JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class Session:
+class SlurmConnection:
     def __init__(self, config):
         self.config = config
         self._tokens = None
@@ -105,4 +105,4 @@ def _address_towards(url):
 
 
 def rest_client_from_config():
-    return Session.load().rest_client()
+    return SlurmConnection.load().rest_client()

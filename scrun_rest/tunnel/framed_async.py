@@ -1,9 +1,8 @@
-"""Tunnel control messages over asyncio streams."""
+"""wire.py's frames over asyncio streams: the anchor's end of agent and task
+links. Not shipped to the nodes (the agent uses blocking sockets)."""
 import asyncio
 
 from scrun_rest.tunnel import wire
-
-_HEADER = 4
 
 
 class FramedConnection:
@@ -16,20 +15,22 @@ class FramedConnection:
 
     @classmethod
     async def open(cls, sock):
-        reader, writer = await asyncio.open_connection(sock=sock, limit=wire.MAX_FRAME + 8)
+        reader, writer = await asyncio.open_connection(
+            sock=sock, limit=wire.MAX_FRAME + wire.HEADER.size)
         return cls(reader, writer)
 
     async def recv(self):
-        """The next message, or None once the peer is gone."""
+        """The next message; None once the peer is gone. A broken frame
+        raises wire.TunnelError."""
         try:
-            header = await self.reader.readexactly(_HEADER)
-            length = int.from_bytes(header, "big")
+            header = await self.reader.readexactly(wire.HEADER.size)
+            (length,) = wire.HEADER.unpack(header)
             if length > wire.MAX_FRAME:
                 raise wire.TunnelError("frame of %d bytes is too large" % length)
             body = await self.reader.readexactly(length)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             return None
-        return wire.FrameReader().feed(header + body)[0]
+        return wire.decode(body)
 
     def send(self, message):
         if self.closed:

@@ -1,13 +1,10 @@
 """Everything `create` worked out, handed to the anchor it forks."""
-import fcntl
 import json
 import os
 import socket
-import struct
-import termios
 import time
 
-from scrun_rest import __version__
+from scrun_rest import terminal
 
 
 class AnchorSetup:
@@ -66,15 +63,7 @@ class AnchorSetup:
             self.config_doc.setdefault("root", {})["path"] = root_path
 
     def window_size(self):
-        fd = self.stdio.get("tty") if self.stdio else None
-        if fd is None:
-            return None
-        try:
-            rows, cols, _, _ = struct.unpack(
-                "HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-        except OSError:
-            return None
-        return (rows, cols) if rows and cols else None
+        return terminal.window_size(self.stdio.get("tty") if self.stdio else None)
 
     def output_env(self, job_env=None):
         """scrun(1)'s OUTPUT ENVIRONMENT VARIABLES, for Lua and the job."""
@@ -110,9 +99,6 @@ class AnchorSetup:
             return default or ""
         return self.log_settings.effective_file(default) or ""
 
-    def job_output_env(self):
-        return self.output_env(getattr(self, "job_identity", None))
-
     def container_env(self):
         """Slurm's variables for the container, beside the image's own."""
         return {
@@ -124,6 +110,3 @@ class AnchorSetup:
 
 def _env_name(annotation):
     return "".join(c if c.isalnum() else "_" for c in annotation).upper()
-
-
-VERSION = __version__

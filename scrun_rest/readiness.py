@@ -1,0 +1,93 @@
+"""`scrun-rest check`: can this user submit containers through slurmrestd?
+
+Prints what it finds, then one line per problem; exit status 0 only when
+a job could be submitted now.
+"""
+import sys
+import time
+
+from scrun_rest.auth import TokenSource, utc_iso
+from scrun_rest.errors import UserError
+from scrun_rest.rest import AuthRejected, RestClient, RestError, RestUnreachable
+from scrun_rest.rest.transport import Transport
+
+
+def run_check(config, out=sys.stdout, environ=None, clock=time.time):
+    problems = []
+
+    def show(label, value):
+        out.write("%-20s %s\n" % (label + ":", value))
+
+    url = config.get("RestUrl")
+    show("slurmrestd URL", url or "(RestUrl not set)")
+    if not url:
+        problems.append("RestUrl is not set in %s" % (config.path or "scrun-rest.conf"))
+
+    tokens = TokenSource(config, environ=environ, clock=clock)
+    token_ok = False
+    try:
+        tokens.token()
+        token_ok = True
+        show("token user", tokens.user or "(no sun or username claim)")
+        show("token expires", "%s (in %s)" % (utc_iso(tokens.expires_at),
+                                             _span(tokens.expires_at - clock())))
+        show("token source", tokens.origin)
+        if not tokens.user:
+            problems.append("the token names no user (sun claim); slurmrestd 22.05 needs one")
+    except UserError as exc:
+        problems.append(str(exc))
+
+    if url and token_ok:
+        client = None
+        try:
+            client = RestClient(config, tokens)
+            version = client.api_version
+            controllers = client.ping()
+            show("slurmrestd release", client.release or "(not reported)")
+            show("API version", version)
+            for ctl in controllers:
+                show("slurmctld", "%s %s%s" % (ctl.hostname or "?", "UP" if ctl.up else "DOWN",
+                                              " (%s)" % ctl.mode if ctl.mode else ""))
+            if controllers and not any(c.up for c in controllers):
+                problems.append("slurmrestd at %s cannot reach any slurmctld" % client.url)
+        except (RestUnreachable, AuthRejected, RestError, UserError) as exc:
+            problems.append(str(exc))
+        finally:
+            if client is not None:
+                client.close()
+    elif url:
+        problems.extend(_reachability(config))
+
+    for problem in problems:
+        out.write("problem: %s\n" % problem)
+    if not problems:
+        out.write("ready to submit\n")
+    return 1 if problems else 0
+
+
+def _reachability(config):
+    """Without a token nothing can be queried, but a dead server is worth naming."""
+    try:
+        transport = Transport(config.get("RestUrl"),
+                              timeout=float(config.get_int("RestTimeout", minimum=1) or 30),
+                              ca_file=config.get("RestCaFile"))
+    except UserError as exc:
+        return [str(exc)]
+    try:
+        transport.request("GET", "/openapi/v3")  # any HTTP answer means it is up
+    except RestUnreachable as exc:
+        return [str(exc)]
+    finally:
+        transport.close()
+    return []
+
+
+def _span(seconds):
+    seconds = int(seconds)
+    if seconds < 0:
+        return "expired"
+    if seconds < 3600:
+        return "%d min" % (seconds // 60)
+    if seconds < 2 * 86400:
+        return "%d h %d min" % (seconds // 3600, seconds // 60 % 60)
+    return "%d days" % (seconds // 86400)
