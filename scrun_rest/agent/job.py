@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from scrun_rest.agent import bootstrap, oci_conf
+from scrun_rest.agent import oci_conf, task_boot
 from scrun_rest.tunnel import wire
 
 # Signals Slurm sends to the batch script when the job is cancelled, hits
@@ -154,7 +154,7 @@ class JobAgent:
     # -- steps ------------------------------------------------------------
     def _code_for_tasks(self):
         if self._code_blob is None:
-            self._code_blob = bootstrap.pack_sources(self.sources)
+            self._code_blob = task_boot.pack_sources(self.sources)
         return self._code_blob
 
     def _srun(self, extra_args):
@@ -171,13 +171,12 @@ class JobAgent:
     def _run_step(self, message):
         session = message["session"]
         env = self._step_env(message)
-        env[bootstrap.CODE_ENV] = self._code_for_tasks()
+        env[task_boot.CODE_ENV] = self._code_for_tasks()
         env["SCRUN_REST_TASK"] = json.dumps({
             "host": self.params["host"], "port": self.params["port"],
             "key": self.task_key, "session": session, "tls": self.params.get("tls")})
         command = self._srun(["--input=none"] + list(message.get("srun_args") or [])
-                             + ["--", sys.executable] + bootstrap.TASK_FLAGS
-                             + ["-c", bootstrap.TASK_BOOT, "task"])
+                             + ["--"] + task_boot.task_argv(sys.executable))
         try:
             process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

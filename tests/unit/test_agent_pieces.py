@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from scrun_rest.agent import bootstrap, node_config, oci_conf, rootfs_lookup
+from scrun_rest.agent import node_config, oci_conf, rootfs_lookup, task_boot
 from scrun_rest.anchor import job_script
 
 
@@ -77,16 +77,15 @@ def test_job_script_runs_the_agent_from_its_own_sources(tmp_path):
 
 
 def test_task_boot_decodes_sources_from_the_environment(tmp_path):
-    env = {bootstrap.CODE_ENV: bootstrap.pack_sources(job_script.agent_sources()),
+    env = {task_boot.CODE_ENV: task_boot.pack_sources(job_script.agent_sources()),
            "PATH": os.environ["PATH"]}
-    argv = [sys.executable] + bootstrap.TASK_FLAGS + ["-c", bootstrap.TASK_BOOT, "task"]
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30,
+    result = subprocess.run(task_boot.task_argv(sys.executable), env=env, capture_output=True, text=True, timeout=30,
                             cwd=str(tmp_path))
     assert result.returncode == 2
     assert "SCRUN_REST_TASK is missing" in result.stderr
 
 
-@pytest.mark.parametrize("module", sorted(job_script.AGENT_MODULES))
+@pytest.mark.parametrize("module", sorted(job_script.AGENT_MODULES) + ["@boot"])
 def test_agent_modules_parse_as_python_3_6(module):
     """Compute nodes may have an old python3: keep the grammar to 3.6."""
     import ast
