@@ -19,6 +19,7 @@ import tempfile
 import termios
 import threading
 
+from scrun_rest import conf_lines
 from scrun_rest.agent import detached, oci_conf, pipes, task_bundle
 from scrun_rest.tunnel import wire
 
@@ -315,13 +316,11 @@ def _kill_wait():
     """Slurm's KillWait (seconds from SIGTERM to SIGKILL), from slurm.conf."""
     try:
         with open(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf") as handle:
-            for line in handle:
-                key, _, value = line.split("#", 1)[0].partition("=")
-                if key.strip().lower() == "killwait":
-                    return max(1, int(value.split()[0]))
-    except (OSError, ValueError, IndexError):
-        pass
-    return 30
+            value = conf_lines.by_lowercase_key(handle.read()).get("killwait", "")
+        # slurm.conf may hold several Key=Value pairs on a line.
+        return max(1, int(value.split()[0]))
+    except (OSError, UnicodeDecodeError, ValueError, IndexError):
+        return 30
 
 
 def _check_runtime(command):

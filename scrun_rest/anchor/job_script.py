@@ -22,6 +22,7 @@ AGENT_MODULES = (
     "scrun_rest.agent.task_boot",
     "scrun_rest.tunnel.wire",
     "scrun_rest.tunnel.tls",
+    "scrun_rest.conf_lines",
 )
 PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.tunnel")
 # Exec'd once per process (SOURCES['@boot']), never imported: not a module.
