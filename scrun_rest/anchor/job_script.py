@@ -18,13 +18,13 @@ AGENT_MODULES = (
     "scrun_rest.agent.pipes",
     "scrun_rest.agent.oci_conf",
     "scrun_rest.agent.node_config",
-    "scrun_rest.agent.rootfs_lookup",
     "scrun_rest.agent.task_boot",
     "scrun_rest.tunnel.wire",
     "scrun_rest.tunnel.tls",
     "scrun_rest.conf_lines",
+    "scrun_rest.oci.rootfs_lookup",
 )
-PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.tunnel")
+PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.oci", "scrun_rest.tunnel")
 # Exec'd once per process (SOURCES['@boot']), never imported: not a module.
 BOOT_SCRIPT = "scrun_rest.agent.bootstrap"
 
