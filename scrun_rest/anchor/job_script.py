@@ -21,6 +21,7 @@ AGENT_MODULES = (
     "scrun_rest.agent.task_boot",
     "scrun_rest.tunnel.wire",
     "scrun_rest.tunnel.tls",
+    "scrun_rest.tunnel.messages",
     "scrun_rest.conf_lines",
     "scrun_rest.oci.rootfs_lookup",
 )
