@@ -5,6 +5,7 @@ must be expressible in the file; the environment only overrides it.
 """
 import os
 
+from . import conf_lines
 from .errors import UserError
 
 # Keys we know, in their canonical spelling. Lookups are case-insensitive like
@@ -80,35 +81,17 @@ def config_path(environ=None):
 
 
 def parse_conf_text(text, source="<config>"):
-    """Parse Key=Value lines; values may be quoted as in slurm.conf."""
+    """Parse Key=Value lines (conf_lines); an unknown key is an error too."""
     values = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line:
-            raise UserError("%s:%d: expected Key=Value, got %r" % (source, lineno, line[:80]))
-        key, value = line.split("=", 1)
-        canonical = _CANONICAL.get(key.strip().lower())
-        if canonical is None:
-            raise UserError("%s:%d: unknown setting %r" % (source, lineno, key.strip()))
-        values[canonical] = _unquote(value.strip(), source, lineno)
+    try:
+        for lineno, key, value in conf_lines.settings(text):
+            canonical = _CANONICAL.get(key.lower())
+            if canonical is None:
+                raise UserError("%s:%d: unknown setting %r" % (source, lineno, key))
+            values[canonical] = value
+    except conf_lines.MalformedLine as exc:
+        raise UserError("%s:%d: %s" % (source, exc.lineno, exc.reason))
     return values
-
-
-def _unquote(value, source, lineno):
-    if value[:1] in ("'", '"'):
-        try:
-            # comments=True: a quoted value may still carry a trailing # comment.
-            import shlex  # not at the top: `state` reaches real_uid() and must stay light
-            parts = shlex.split(value, comments=True)
-        except ValueError as exc:
-            raise UserError("%s:%d: %s" % (source, lineno, exc))
-        if len(parts) != 1:
-            raise UserError("%s:%d: text after the quoted value" % (source, lineno))
-        return parts[0]
-    # An unquoted value ends at an inline comment.
-    return value.split(" #", 1)[0].strip()
 
 
 class Config:

@@ -3,27 +3,14 @@
 Nothing is installed on the cluster: the job script holds the sources of the
 stdlib-only modules the agent needs, and this loader makes them importable
 under their usual names. Task shims started by srun get the same sources
-through the environment (see TASK_BOOT), so every node runs identical code.
-Python 3.6+.
+through the environment (see task_boot.py), so every node runs identical code.
+
+It runs once per process, exec'd as __scrun_boot__ by the job script or
+TASK_BOOT; it is not one of the modules it serves, so nothing imports it
+a second time. Python 3.6+.
 """
-import base64
 import importlib.machinery
-import json
 import sys
-import zlib
-
-CODE_ENV = "SCRUN_REST_CODE"
-
-# What srun runs on each node: decode the sources from the environment and
-# hand over to the same bootstrap that the job script uses.
-# Stdlib only: no site-packages or PYTHON* variables to load (~3 ms).
-TASK_FLAGS = ["-I", "-S"]
-TASK_BOOT = (
-    "import os,sys,json,zlib,base64;"
-    "S=json.loads(zlib.decompress(base64.b64decode(os.environ.pop('%s'))).decode());"
-    "exec(compile(S['@boot'],'<scrun-rest boot>','exec'),"
-    "{'__name__':'__scrun_boot__','SOURCES':S,'PARAMS':None})" % CODE_ENV
-)
 
 
 class _SourceFinder:
@@ -49,12 +36,6 @@ class _SourceFinder:
     def exec_module(self, module):
         source = self._sources.get(module.__name__, "")
         exec(compile(source, "<scrun-rest %s>" % module.__name__, "exec"), module.__dict__)
-
-
-def pack_sources(sources):
-    """Encode module sources for the environment of task shims."""
-    blob = json.dumps(sources, separators=(",", ":")).encode("utf-8")
-    return base64.b64encode(zlib.compress(blob, 9)).decode("ascii")
 
 
 def install(sources):

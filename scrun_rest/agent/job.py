@@ -13,8 +13,8 @@ import sys
 import threading
 import time
 
-from scrun_rest.agent import bootstrap, oci_conf
-from scrun_rest.tunnel import wire
+from scrun_rest.agent import task_boot
+from scrun_rest.tunnel import messages, wire
 
 # Signals Slurm sends to the batch script when the job is cancelled, hits
 # its time limit or is preempted; the anchor is told so it can explain.
@@ -33,6 +33,7 @@ def log(text):
 class JobAgent:
     def __init__(self, params, sources):
         self.params = params
+        self.address = "%s:%s" % (params["host"], params["port"])
         self.sources = sources
         self.secret = bytes.fromhex(params["secret"])
         self.heartbeat = float(params.get("heartbeat", 5))
@@ -46,70 +47,100 @@ class JobAgent:
         self.task_key = None
         self._code_blob = None
         self.settings = {}
+        self.dispatch = messages.Dispatcher(messages.ANCHOR_TO_AGENT, {
+            "welcome": self._on_welcome,
+            "ping": self._on_ping,
+            "pong": self._on_pong,
+            "launch": self._on_launch,
+            "remote": self._on_remote,
+            "signal_step": self._on_signal_step,
+            "shutdown": self._on_shutdown,
+        })
 
     # -- connection -------------------------------------------------------
-    def connect(self):
-        host, port = self.params["host"], int(self.params["port"])
+    def role(self):
         role = {"kind": "agent", "job": os.environ.get("SLURM_JOB_ID", ""),
                 "host": socket.gethostname()}
+        messages.check_role(role)
+        return role
+
+    def connect(self):
+        host, port = self.params["host"], int(self.params["port"])
         # Refused, or dropped by an anchor busy with others' junk connections:
         # try again until the deadline.
         return wire.dial_patiently(float(self.params.get("dial_timeout", 30)), host, port,
-                                   self.secret, role, timeout=5,
+                                   self.secret, self.role(), timeout=5,
                                    tls_pin=self.params.get("tls"))
 
-    def send(self, message):
+    def send(self, kind, **fields):
+        message = messages.make(messages.AGENT_TO_ANCHOR, kind, **fields)
         with self.send_lock:
             try:
                 wire.send(self.sock, message)
             except OSError:
                 pass
 
+    def end_link(self):
+        """Tell the anchor at once that this link is over."""
+        self.finished.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     # -- main loop --------------------------------------------------------
     def run(self):
-        address = "%s:%s" % (self.params["host"], self.params["port"])
         try:
             self.sock = self.connect()
         except (OSError, wire.TunnelError) as exc:
-            log("cannot reach the anchor at %s: %s" % (address, exc))
+            log("cannot reach the anchor at %s: %s" % (self.address, exc))
             return 1
         for signum in REPORTED_SIGNALS:
-            signal.signal(signum, self._on_signal)
-        self.send({"t": "started", "job_id": os.environ.get("SLURM_JOB_ID"),
-                   "nodelist": os.environ.get("SLURM_JOB_NODELIST"),
-                   "num_nodes": os.environ.get("SLURM_JOB_NUM_NODES"),
-                   "host": socket.gethostname(),
-                   "python": sys.version.split()[0],
-                   "env": {k: v for k, v in os.environ.items() if k.startswith("SLURM_")},
-                   "identity": _identity(),
-                   "node_oci_conf": oci_conf.read_node_conf()})
+            signal.signal(signum, self._report_job_signal)
+        self.send("started", nodelist=os.environ.get("SLURM_JOB_NODELIST"),
+                  python=sys.version.split()[0],
+                  env={k: v for k, v in os.environ.items() if k.startswith("SLURM_")},
+                  identity=_identity())
         threading.Thread(target=self._heartbeat, daemon=True).start()
-        lost = self._read_loop()
-        if lost:
-            log("lost the tunnel to the anchor at %s: %s; ending the container" % (address, lost))
+        if not self._read_loop():
             self.exit_code = 1
         self._stop_steps()
         return self.exit_code
 
     def _read_loop(self):
-        """Dispatch messages until shutdown; returns why the tunnel was lost."""
+        """Dispatch messages until shutdown; False when the link ended first.
+
+        Why it ended is logged here, once: a lost tunnel, or a message the
+        table refuses (which ends the link, as nothing after it can be
+        trusted).
+        """
         while not self.finished.is_set():
             try:
                 message = wire.recv(self.sock)
             except (OSError, wire.TunnelError) as exc:
-                return str(exc) or exc.__class__.__name__
+                message, lost = None, str(exc) or exc.__class__.__name__
+            else:
+                lost = "connection closed"
             if message is None:
-                return "connection closed"
+                return self._link_ended("lost the tunnel to the anchor at %s: %s" % (
+                    self.address, lost))
             self.last_heard = time.monotonic()
-            handler = getattr(self, "_on_" + str(message.get("t")), None)
-            if handler is not None:
-                handler(message)
-        return None
+            try:
+                self.dispatch(message)
+            except messages.ProtocolError as exc:
+                return self._link_ended("the anchor at %s broke the protocol (%s)" % (
+                    self.address, exc))
+        return True
+
+    def _link_ended(self, why):
+        log("%s; ending the container" % why)
+        self.end_link()
+        return False
 
     def _heartbeat(self):
         limit = max(4 * self.heartbeat, 10.0)
         while not self.finished.wait(self.heartbeat):
-            self.send({"t": "ping"})
+            self.send("ping")
             if time.monotonic() - self.last_heard > limit:
                 log("no word from the anchor for %.0f s" % limit)
                 try:
@@ -118,19 +149,19 @@ class JobAgent:
                     pass
                 return
 
-    def _on_signal(self, signum, frame):
-        self.send({"t": "job_signal", "signal": signum})
+    def _report_job_signal(self, signum, frame):
+        self.send("job_signal", signal=signum)
 
     # -- messages from the anchor -----------------------------------------
     def _on_ping(self, message):
-        self.send({"t": "pong"})
+        self.send("pong")
 
     def _on_pong(self, message):
         pass
 
     def _on_welcome(self, message):
         self.task_key = message["task_key"]
-        self.settings = message.get("settings") or {}
+        self.settings = message["settings"]
 
     def _on_launch(self, message):
         threading.Thread(target=self._run_step, args=(message,), daemon=True).start()
@@ -143,18 +174,18 @@ class JobAgent:
             process = self.steps.get(message["session"])
         if process is not None:
             try:
-                process.send_signal(int(message["signal"]))
+                process.send_signal(message["signal"])
             except OSError:
                 pass
 
     def _on_shutdown(self, message):
-        self.exit_code = int(message.get("code", 0)) & 0xFF
+        self.exit_code = message["code"] & 0xFF
         self.finished.set()
 
     # -- steps ------------------------------------------------------------
     def _code_for_tasks(self):
         if self._code_blob is None:
-            self._code_blob = bootstrap.pack_sources(self.sources)
+            self._code_blob = task_boot.pack_sources(self.sources)
         return self._code_blob
 
     def _srun(self, extra_args):
@@ -165,35 +196,34 @@ class JobAgent:
 
     def _step_env(self, message):
         env = dict(os.environ)
-        env.update(message.get("env") or {})
+        env.update(message["env"])
         return env
 
     def _run_step(self, message):
         session = message["session"]
         env = self._step_env(message)
-        env[bootstrap.CODE_ENV] = self._code_for_tasks()
+        env[task_boot.CODE_ENV] = self._code_for_tasks()
         env["SCRUN_REST_TASK"] = json.dumps({
             "host": self.params["host"], "port": self.params["port"],
             "key": self.task_key, "session": session, "tls": self.params.get("tls")})
-        command = self._srun(["--input=none"] + list(message.get("srun_args") or [])
-                             + ["--", sys.executable] + bootstrap.TASK_FLAGS
-                             + ["-c", bootstrap.TASK_BOOT, "task"])
+        command = self._srun(["--input=none"] + message["srun_args"]
+                             + ["--"] + task_boot.task_argv(sys.executable))
         try:
             process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         except OSError as exc:
-            self.send({"t": "step_exit", "session": session, "status": 127,
-                       "error": "cannot run srun: %s" % exc})
+            self.send("step_exit", session=session, status=127,
+                      error="cannot run srun: %s" % exc)
             return
         with self.steps_lock:
             self.steps[session] = process
         for raw in process.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.send({"t": "step_output", "session": session, "line": line[:4096]})
+            self.send("step_output", session=session, line=line[:4096])
         status = process.wait()
         with self.steps_lock:
             self.steps.pop(session, None)
-        self.send({"t": "step_exit", "session": session, "status": status})
+        self.send("step_exit", session=session, status=status)
 
     def _run_remote(self, message):
         nodes = os.environ.get("SLURM_JOB_NUM_NODES", "1")
@@ -207,8 +237,7 @@ class JobAgent:
             status, output = result.returncode, result.stdout.decode("utf-8", "replace")
         except OSError as exc:
             status, output = 127, "cannot run srun: %s" % exc
-        self.send({"t": "remote_done", "id": message["id"], "status": status,
-                   "output": output[-(1 << 20):]})
+        self.send("remote_done", id=message["id"], status=status, output=output[-(1 << 20):])
 
     def _stop_steps(self):
         """End what still runs, after its tasks had time to end by themselves.

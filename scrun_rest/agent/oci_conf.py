@@ -3,7 +3,8 @@
 Python 3.6+, stdlib only.
 """
 import os
-import shlex
+
+from scrun_rest import conf_lines
 
 NODE_OCI_CONF = "/etc/slurm/oci.conf"
 RUNTIME_KEYS = ("RunTimeRun", "RunTimeCreate", "RunTimeStart", "RunTimeQuery",
@@ -15,21 +16,9 @@ class PatternError(ValueError):
 
 
 def parse(text):
-    """Key=Value lines, '#' comments, optional quotes, keys case-insensitive."""
-    values = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if value[:1] in ("'", '"'):
-            try:
-                value = " ".join(shlex.split(value))
-            except ValueError:
-                value = value.strip("'\"")
-        values[key.strip().lower()] = value
-    return values
+    """{lowercase key: value}; a malformed line is skipped, as the node's
+    file is not ours to refuse."""
+    return conf_lines.by_lowercase_key(text)
 
 
 def read_node_conf(path=NODE_OCI_CONF):

@@ -19,8 +19,9 @@ import tempfile
 import termios
 import threading
 
+from scrun_rest import conf_lines
 from scrun_rest.agent import detached, oci_conf, pipes, task_bundle
-from scrun_rest.tunnel import wire
+from scrun_rest.tunnel import messages, wire
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                      signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGCONT)
@@ -70,15 +71,21 @@ class Task:
         self.cleaned = False
         self.ending = False
 
-    def dial(self, kind, **extra):
+    def role(self, kind, **extra):
         role = dict(self.identity, kind=kind, **extra)
+        messages.check_role(role)
+        return role
+
+    def dial(self, kind, **extra):
         # Keepalive lets the control link notice an anchor that became
         # unreachable, so _control_loop stops and removes the container
         # before Slurm kills this task.
-        return wire.dial_patiently(DIAL_PATIENCE, self.host, self.port, self.key, role,
-                                   tls_pin=self.tls_pin, keepalive=(kind == "task"))
+        return wire.dial_patiently(DIAL_PATIENCE, self.host, self.port, self.key,
+                                   self.role(kind, **extra), tls_pin=self.tls_pin,
+                                   keepalive=(kind == "task"))
 
-    def send(self, message):
+    def send(self, kind, **fields):
+        message = messages.make(messages.TASK_TO_ANCHOR, kind, **fields)
         with self.send_lock:
             try:
                 wire.send(self.control, message)
@@ -92,11 +99,17 @@ class Task:
         except (OSError, wire.TunnelError) as exc:
             log("cannot reach the anchor at %s:%d: %s" % (self.host, self.port, exc))
             return 1
-        if not setup or setup.get("t") != "setup":
+        if setup is None:
             log("the anchor sent no setup")
             return 1
-        self.settings = oci_conf.merge(setup.get("settings") or {},
-                                       oci_conf.read_node_conf())
+        try:
+            messages.check(messages.ANCHOR_TO_TASK, setup)
+            if setup["t"] != "setup":
+                _out_of_turn(setup)
+        except messages.ProtocolError as exc:
+            _log_protocol_error(exc)
+            return 1
+        self.settings = oci_conf.merge(setup["settings"], oci_conf.read_node_conf())
         self.workdir = tempfile.mkdtemp(prefix="scrun-rest.")
         # Until the container runs, Slurm ending the step just ends us; the
         # exception unwinds through the cleanup below.
@@ -118,14 +131,14 @@ class Task:
         if problem:
             code, text = problem
             self._cleanup()
-            self.send({"t": "exit", "status": code, "error": text})
+            self.send("exit", status=code, error=text)
             return code
         streams = self.streams = {name: self.dial("data", stream=name)
                                   for name in setup["streams"]}
         relays = self._relays(streams)
         # Ready to go: the anchor reports "created" once every task says so,
         # and `start` only has to send one message.
-        self.send({"t": "prepared"})
+        self.send("prepared")
         if not self._wait_for_go():
             for sock in streams.values():
                 sock.close()
@@ -138,10 +151,9 @@ class Task:
         except OSError as exc:
             text = "cannot run %s: %s" % (self.plan.command, exc)
             self._cleanup()
-            self.send({"t": "exit", "status": 127, "error": text})
+            self.send("exit", status=127, error=text)
             return 127
-        self.send({"t": "started", "pid": self.process.pid,
-                   "container": self.plan.values.get("container")})
+        self.send("started", pid=self.process.pid, container=self.plan.values.get("container"))
         threading.Thread(target=self._control_loop, daemon=True).start()
         status = exit_status(self.process.wait())
         if self.output_pump is not None:
@@ -156,7 +168,7 @@ class Task:
         # Clean up before the status leaves: once the anchor has it, the
         # job may end and take this process with it.
         self._cleanup()
-        self.send({"t": "exit", "status": status})
+        self.send("exit", status=status)
         return 0
 
     def _relays(self, streams):
@@ -166,18 +178,72 @@ class Task:
         from scrun_rest.tunnel import tls
         return [r for r in (tls.relay_of(s) for s in streams.values()) if r is not None]
 
+    # -- messages from the anchor, by phase ------------------------------------
+    def _dispatch_next(self, dispatch):
+        """Receive one message and dispatch it: the handler's result, or
+        False when the link ended or the anchor broke the protocol (logged)."""
+        try:
+            message = wire.recv(self.control)
+        except (OSError, wire.TunnelError):
+            return False
+        if message is None:
+            return False
+        try:
+            return dispatch(message)
+        except messages.ProtocolError as exc:
+            _log_protocol_error(exc)
+            return False
+
     def _wait_for_go(self):
-        while True:
+        """True at go; False at abort or when the link ends."""
+        waiting = messages.Dispatcher(messages.ANCHOR_TO_TASK, {
+            "setup": _out_of_turn,
+            "go": self._on_go,
+            "abort": lambda message: False,
+            # The window size comes with go; signals wait for the runtime.
+            "signal": _ignore,
+            "resize": _ignore,
+        })
+        outcome = None
+        while outcome is None:
+            outcome = self._dispatch_next(waiting)
+        return outcome
+
+    def _on_go(self, message):
+        if message.get("rows") and message.get("cols"):
+            self.window = (message["rows"], message["cols"])
+        return True
+
+    def _control_loop(self):
+        # setup, go and abort come once each, before the runtime runs.
+        running = messages.Dispatcher(messages.ANCHOR_TO_TASK, {
+            "setup": _out_of_turn,
+            "go": _out_of_turn,
+            "abort": _out_of_turn,
+            "signal": self._on_signal,
+            "resize": self._on_resize,
+        })
+        while self._dispatch_next(running) is not False:
+            pass
+        # The anchor is gone (or talks nonsense): nobody will read the
+        # output or the status. Kill the container and drop the streams, so
+        # that no pump waits on a dead link and cleanup runs before Slurm
+        # ends the step.
+        self.anchor_gone.set()
+        self._signal_runtime(signal.SIGKILL)
+        for sock in self.streams.values():
             try:
-                message = wire.recv(self.control)
-            except (OSError, wire.TunnelError):
-                return False
-            if message is None or message.get("t") == "abort":
-                return False
-            if message.get("t") == "go":
-                if message.get("rows"):
-                    self.window = (message["rows"], message["cols"])
-                return True
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _on_signal(self, message):
+        self._signal_runtime(message["signal"])
+
+    def _on_resize(self, message):
+        if self.master_fd is not None:
+            _set_window_size(self.master_fd, message["rows"], message["cols"])
+            self._signal_runtime(signal.SIGWINCH)
 
     # -- running ------------------------------------------------------------
     def _spawn(self, command, streams, setup):
@@ -249,37 +315,10 @@ class Task:
         if signum == signal.SIGKILL:
             # runc cannot pass SIGKILL on; ask the runtime to kill the container.
             self._run_hook("RunTimeKill", "KILL")
-            signum = signal.SIGKILL
         try:
             self.process.send_signal(signum)
         except OSError:
             pass
-
-    def _control_loop(self):
-        while True:
-            try:
-                message = wire.recv(self.control)
-            except (OSError, wire.TunnelError):
-                message = None
-            if message is None:
-                # The anchor is gone: nobody will read the output or the
-                # status. Kill the container and drop the streams, so that
-                # no pump waits on a dead link and cleanup runs before Slurm
-                # ends the step.
-                self.anchor_gone.set()
-                self._signal_runtime(signal.SIGKILL)
-                for sock in self.streams.values():
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                return
-            kind = message.get("t")
-            if kind == "signal":
-                self._signal_runtime(int(message["signal"]))
-            elif kind == "resize" and self.master_fd is not None:
-                _set_window_size(self.master_fd, message.get("rows"), message.get("cols"))
-                self._signal_runtime(signal.SIGWINCH)
 
     def _run_hook(self, key, *extra):
         pattern = self.settings.get(key)
@@ -307,6 +346,18 @@ class Task:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _out_of_turn(message):
+    raise messages.ProtocolError("%r is not expected now" % message["t"])
+
+
+def _ignore(message):
+    return None
+
+
+def _log_protocol_error(exc):
+    log("the anchor broke the protocol (%s); ending the task" % exc)
+
+
 def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -315,13 +366,11 @@ def _kill_wait():
     """Slurm's KillWait (seconds from SIGTERM to SIGKILL), from slurm.conf."""
     try:
         with open(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf") as handle:
-            for line in handle:
-                key, _, value = line.split("#", 1)[0].partition("=")
-                if key.strip().lower() == "killwait":
-                    return max(1, int(value.split()[0]))
-    except (OSError, ValueError, IndexError):
-        pass
-    return 30
+            value = conf_lines.by_lowercase_key(handle.read()).get("killwait", "")
+        # slurm.conf may hold several Key=Value pairs on a line.
+        return max(1, int(value.split()[0]))
+    except (OSError, UnicodeDecodeError, ValueError, IndexError):
+        return 30
 
 
 def _check_runtime(command):

@@ -9,7 +9,8 @@ import json
 import os
 import re
 
-from scrun_rest.agent import node_config, oci_conf, rootfs_lookup
+from scrun_rest.agent import node_config, oci_conf
+from scrun_rest.oci import rootfs_lookup
 
 DEFAULT_EXEC = "runc --rootless=true --root=/run/user/%U/ exec"
 

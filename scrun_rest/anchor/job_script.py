@@ -10,7 +10,6 @@ import scrun_rest
 
 # Modules the agent runs on compute nodes, as importable names.
 AGENT_MODULES = (
-    "scrun_rest.agent.bootstrap",
     "scrun_rest.agent.entry",
     "scrun_rest.agent.job",
     "scrun_rest.agent.task",
@@ -19,11 +18,16 @@ AGENT_MODULES = (
     "scrun_rest.agent.pipes",
     "scrun_rest.agent.oci_conf",
     "scrun_rest.agent.node_config",
-    "scrun_rest.agent.rootfs_lookup",
+    "scrun_rest.agent.task_boot",
     "scrun_rest.tunnel.wire",
     "scrun_rest.tunnel.tls",
+    "scrun_rest.tunnel.messages",
+    "scrun_rest.conf_lines",
+    "scrun_rest.oci.rootfs_lookup",
 )
-PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.tunnel")
+PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.oci", "scrun_rest.tunnel")
+# Exec'd once per process (SOURCES['@boot']), never imported: not a module.
+BOOT_SCRIPT = "scrun_rest.agent.bootstrap"
 
 _SOURCES = None
 
@@ -35,12 +39,15 @@ def agent_sources():
         base = os.path.dirname(os.path.dirname(os.path.abspath(scrun_rest.__file__)))
         sources = {name: "" for name in PACKAGES}
         for name in AGENT_MODULES:
-            path = os.path.join(base, *name.split(".")) + ".py"
-            with open(path, encoding="utf-8") as handle:
-                sources[name] = handle.read()
-        sources["@boot"] = sources["scrun_rest.agent.bootstrap"]
+            sources[name] = _read_module(base, name)
+        sources["@boot"] = _read_module(base, BOOT_SCRIPT)
         _SOURCES = sources
     return _SOURCES
+
+
+def _read_module(base, name):
+    with open(os.path.join(base, *name.split(".")) + ".py", encoding="utf-8") as handle:
+        return handle.read()
 
 
 def build(container_id, host, port, secret_hex, python="python3",

@@ -1,11 +1,11 @@
-"""The agent's node-side helpers: oci.conf patterns, config edits, lookup."""
+"""The agent's node-side helpers (oci.conf patterns, config edits) and its job script."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from scrun_rest.agent import bootstrap, node_config, oci_conf, rootfs_lookup
+from scrun_rest.agent import node_config, oci_conf, task_boot
 from scrun_rest.anchor import job_script
 
 
@@ -48,21 +48,6 @@ def test_adapt_makes_a_rootless_config(podman_like_config):
     assert config["process"]["rlimits"][0]["hard"] <= hard or hard == resource.RLIM_INFINITY
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["sh"], None), (["/usr/bin/sh"], None), (["abs"], None),
-    (["nope"], 127), (["/bin/nope"], 127), (["/bin/data"], 126), (["data"], 127),
-])
-def test_program_lookup_inside_the_rootfs(rootfs, args, expected):
-    problem = rootfs_lookup.check_executable(rootfs, {"args": args, "env": ["PATH=/usr/bin"]})
-    assert (problem[0] if problem else None) == expected
-
-
-def test_lookup_does_not_escape_the_rootfs(rootfs):
-    os.symlink("/../../../../bin/sh", os.path.join(rootfs, "bin", "escape"))
-    assert rootfs_lookup.check_executable(rootfs, {"args": ["/bin/escape"]}) is None
-    assert rootfs_lookup._resolve(rootfs, "/bin/escape").startswith(rootfs)
-
-
 def test_job_script_runs_the_agent_from_its_own_sources(tmp_path):
     """The script must carry everything: run it with no scrun_rest installed."""
     script = job_script.build("cid", "127.0.0.1", 9, "00" * 32, python=sys.executable,
@@ -77,16 +62,15 @@ def test_job_script_runs_the_agent_from_its_own_sources(tmp_path):
 
 
 def test_task_boot_decodes_sources_from_the_environment(tmp_path):
-    env = {bootstrap.CODE_ENV: bootstrap.pack_sources(job_script.agent_sources()),
+    env = {task_boot.CODE_ENV: task_boot.pack_sources(job_script.agent_sources()),
            "PATH": os.environ["PATH"]}
-    argv = [sys.executable] + bootstrap.TASK_FLAGS + ["-c", bootstrap.TASK_BOOT, "task"]
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30,
+    result = subprocess.run(task_boot.task_argv(sys.executable), env=env, capture_output=True, text=True, timeout=30,
                             cwd=str(tmp_path))
     assert result.returncode == 2
     assert "SCRUN_REST_TASK is missing" in result.stderr
 
 
-@pytest.mark.parametrize("module", sorted(job_script.AGENT_MODULES))
+@pytest.mark.parametrize("module", sorted(job_script.AGENT_MODULES) + ["@boot"])
 def test_agent_modules_parse_as_python_3_6(module):
     """Compute nodes may have an old python3: keep the grammar to 3.6."""
     import ast

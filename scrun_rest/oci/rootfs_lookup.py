@@ -2,7 +2,9 @@
 
 runc reports a missing program as a generic failure; podman users expect
 exit 127 (not found) or 126 (not executable) with runc's own wording, and
-Slurm's scrun even resolves the program on the host. Python 3.6+.
+Slurm's scrun even resolves the program on the host. `create` checks on
+the submit host, each task on its node (shipped to the agent: stdlib only,
+Python 3.6+).
 """
 import os
 import posixpath
