@@ -35,7 +35,7 @@ def run(argv, globals_):
 
 def prepare(container_id, bundle, config_doc, parsed, globals_):
     from scrun_rest.connection import SlurmConnection
-    from scrun_rest.agent.rootfs_lookup import check_executable
+    from scrun_rest.oci.rootfs_lookup import check_executable
 
     process = config_doc.get("process") or {}
     values = job_options.collect(os.environ, process.get("env"))
