@@ -11,6 +11,7 @@ import os
 
 from scrun_rest import fd_passing
 from scrun_rest.anchor import control
+from scrun_rest.anchor.sessions import Session
 from scrun_rest.errors import UserError
 from scrun_rest.tunnel import messages, wire
 
@@ -18,6 +19,8 @@ log = logging.getLogger("scrun_rest.anchor")
 MAX_FDS = 4
 # Out of fds: how long to let others close theirs before accepting again.
 ACCEPT_BACKOFF = 0.1
+# How long an exec waits for a container that start has just let go.
+EXEC_WAITS_FOR_START = 30
 
 
 async def _readable(loop, sock):
@@ -128,7 +131,7 @@ class ControlServer:
         if len(fds) != len(names):
             raise UserError("exec needs %d file descriptors, got %d" % (len(names), len(fds)))
         window = message.get("window")
-        session = await self.anchor.new_exec_session(
+        session = await self.new_exec_session(
             message["process"], dict(zip(names, fds)), tuple(window) if window else None)
         del fds[:]  # the session owns them now
         _send(sock, "reply", ok=True, session=session.number)
@@ -140,6 +143,27 @@ class ControlServer:
         except (asyncio.CancelledError, wire.TunnelError, messages.ProtocolError):
             pass
         _send(sock, "exit", status=code)
+
+    async def new_exec_session(self, process, stdio, window):
+        anchor = self.anchor
+        anchor.life.exec_request()
+        main = anchor.main
+        # `podman run -d` returns once start sent go; an exec right after it
+        # waits the moment until runc has the container (or it failed).
+        waits = [asyncio.ensure_future(main.started_event.wait()),
+                 asyncio.ensure_future(main.ended.wait())]
+        _, unfinished = await asyncio.wait(waits, timeout=EXEC_WAITS_FOR_START,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        for waiting in unfinished:
+            waiting.cancel()
+        if not anchor.main_container_name() or anchor.life.ending:
+            raise UserError("container %s has not started" % anchor.setup.container_id)
+        number = anchor.next_session
+        anchor.next_session += 1
+        session = Session(self.loop, number, "exec", 1, stdio, process=process, window=window)
+        anchor.sessions[number] = session
+        anchor.launch(session, node=main.tasks[0].node)
+        return session
 
     async def _exec_client_messages(self, sock, session):
         """Window sizes and signals that the exec client forwards."""

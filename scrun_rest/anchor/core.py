@@ -9,9 +9,8 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 
-from scrun_rest.anchor import control, job_fate, job_script, lifecycle as life
+from scrun_rest.anchor import control, job_fate, job_submission, lifecycle as life
 from scrun_rest.anchor.agent_link import AgentLink
 from scrun_rest.anchor.create_report import CREATED, PENDING, Reporter
 from scrun_rest.anchor.remote_calls import RemoteCalls
@@ -20,18 +19,11 @@ from scrun_rest.anchor.spool import remove_quietly, write_pid_file
 from scrun_rest.anchor.supervisor import Supervisor
 from scrun_rest.anchor.task_links import TaskLinks, task_message
 from scrun_rest.anchor.tunnel_server import TunnelServer
-from scrun_rest.errors import UserError
 from scrun_rest.tunnel import messages
 from scrun_rest.tunnel.framed_async import FramedConnection
 
 log = logging.getLogger("scrun_rest.anchor")
 
-# While the job pends nothing reaches us through the tunnel; a slow poll
-# notices a job that ended without ever starting (cancelled, failed, or its
-# agent could not dial back).
-PENDING_POLL_DELAYS = (3, 5, 10, 20, 30)
-# How long an exec waits for a container that start has just let go.
-EXEC_WAITS_FOR_START = 30
 # SIGINT/SIGTERM to the anchor: how long the container has to end by itself.
 INTERRUPT_GRACE = 10
 
@@ -115,7 +107,10 @@ class Anchor:
             self.loop.add_signal_handler(signal.SIGWINCH, self.forward_window_size)
         self.write_state()
         write_pid_file(self.setup.pid_file, os.getpid())
-        await self.submit()
+        self.life.job_id = await job_submission.submit(self)
+        self.write_state()
+        self.loop.call_later(self.setup.create_timeout, self.create_timed_out)
+        self.tasks.start(job_submission.watch_pending(self), "pending-job watch")
 
     def _open_servers(self):
         tls_context = None
@@ -144,55 +139,11 @@ class Anchor:
             self.control_sock = None
             remove_quietly(self.spool.socket_path)
 
-    async def submit(self):
-        script = job_script.build(
-            self.setup.container_id, self.tunnel_advertised_host(), self.tunnel.port,
-            self.job_secret.hex(), python=self.setup.agent_python,
-            heartbeat=self.setup.heartbeat, tls_pin=self.tls_pin)
-        request = dict(self.setup.job_request, script=script)
-        # Output variables name this process, which did not exist when
-        # create built the request.
-        request["environment"] = dict(request["environment"], **self.setup.output_env())
-        # The script holds the agent's secret: never logged.
-        log.debug("job request: %s", sorted(
-            (key, value) for key, value in request.items()
-            if key not in ("script", "environment") and value is not None))
-        self.life.job_id = await self.blocking(self.rest_client().submit, request)
-        log.info("submitted job %s", self.life.job_id)
-        self.write_state()
-        self.loop.call_later(self.setup.create_timeout, self.create_timed_out)
-        self.tasks.start(self.watch_pending(), "pending-job watch")
-
-    def tunnel_advertised_host(self):
-        host = self.setup.tunnel_host
-        if host in ("0.0.0.0", "::", ""):
-            return socket.getfqdn()
-        return host
-
     def create_timed_out(self):
         if not self.report.reported and not self.life.ending:
             log.info("job %s still pending after %d s; create returns", self.life.job_id,
                      self.setup.create_timeout)
         self.apply(self.life.create_timed_out())
-
-    async def watch_pending(self):
-        for delay in _poll_delays():
-            await asyncio.sleep(delay)
-            if not self.life.awaiting_agent:
-                return
-            try:
-                info = await self.blocking(self.rest_client().job, self.life.job_id)
-            except UserError as exc:
-                log.warning("cannot query job %s: %s", self.life.job_id, exc)
-                continue
-            if not self.life.awaiting_agent:
-                return
-            if info.state.is_terminal:
-                self.finish(1, "job %s ended as %s%s without its agent reaching the "
-                               "anchor at %s" % (self.life.job_id, info.state.name,
-                                                 job_fate.state_reason(info),
-                                                 self.tunnel.address))
-                return
 
     def apply(self, actions):
         """Carry out what the lifecycle decided; returns the actions."""
@@ -265,7 +216,9 @@ class Anchor:
 
     async def stage_and_launch(self):
         if self.setup.staging is not None:
-            await self.stage_in()
+            await self.blocking(self.setup.staging.stage_in, self.life.job_id, self.job_env,
+                                self.remote.run_blocking, self.job_identity)
+            self.stage_in_ran = True
             if self.life.ending:
                 return
         self.launch(self.main, srun_args=self.setup.step_args)
@@ -392,25 +345,6 @@ class Anchor:
         reason = await self.fate_in_words() if self.life.job_id else "the agent is gone"
         self.finish(128 + (self.job_signal or signal.SIGKILL), "%s: %s" % (why, reason))
 
-    # -- staging ---------------------------------------------------------------
-    async def stage_in(self):
-        await self.blocking(self.setup.staging.stage_in, self.life.job_id, self.job_env,
-                            self.remote.run_blocking, self.job_identity)
-        self.stage_in_ran = True
-
-    async def stage_out(self):
-        if not self.stage_in_ran:
-            return
-        self.stage_in_ran = False
-        try:
-            await self.blocking(self.setup.staging.stage_out, self.life.job_id,
-                                self.remote.run_blocking, self.job_identity)
-        except UserError as exc:
-            log.error("stage_out failed: %s", exc)
-            # The container's files may not be back: the user must know.
-            if self.main is not None:
-                self.main.write_local_error(str(exc))
-
     # -- ending ---------------------------------------------------------------
     def finish(self, code, error=None):
         """End the container with `code`: the first reason wins."""
@@ -463,30 +397,3 @@ class Anchor:
         waiter = self.loop.create_future()
         self.stop_waiters.append(waiter)
         return await waiter
-
-    async def new_exec_session(self, process, stdio, window):
-        self.life.exec_request()
-        main = self.main
-        # `podman run -d` returns once start sent go; an exec right after it
-        # waits the moment until runc has the container (or it failed).
-        waits = [asyncio.ensure_future(main.started_event.wait()),
-                 asyncio.ensure_future(main.ended.wait())]
-        _, unfinished = await asyncio.wait(waits, timeout=EXEC_WAITS_FOR_START,
-                                           return_when=asyncio.FIRST_COMPLETED)
-        for waiting in unfinished:
-            waiting.cancel()
-        if not self.main_container_name() or self.life.ending:
-            raise UserError("container %s has not started" % self.setup.container_id)
-        number = self.next_session
-        self.next_session += 1
-        session = Session(self.loop, number, "exec", 1, stdio, process=process, window=window)
-        self.sessions[number] = session
-        self.launch(session, node=main.tasks[0].node)
-        return session
-
-
-def _poll_delays():
-    for delay in PENDING_POLL_DELAYS:
-        yield delay
-    while True:
-        yield PENDING_POLL_DELAYS[-1]

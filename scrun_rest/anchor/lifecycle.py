@@ -17,6 +17,7 @@ The rules:
 - exec needs a running container whose process has been let go.
 - The first reason to end the container wins; later ones change nothing.
 """
+from scrun_rest.anchor.spool import CREATED, CREATING, RUNNING, STOPPED as OCI_STOPPED
 from scrun_rest.errors import UserError
 
 # Phases. Each has one OCI status, but for ENDING, which keeps the one it
@@ -34,12 +35,11 @@ STOPPED = "stopped"
 PHASES = (QUEUED, STAGING, READY, WAITING, WAITING_STAGING, START_QUEUED,
           START_STAGING, LAUNCHED, ENDING, STOPPED)
 
-CREATING, CREATED, RUNNING = "creating", "created", "running"
 OCI_STATUS = {
     QUEUED: CREATING, STAGING: CREATING,
     READY: CREATED, WAITING: CREATED, WAITING_STAGING: CREATED,
     START_QUEUED: RUNNING, START_STAGING: RUNNING, LAUNCHED: RUNNING,
-    STOPPED: "stopped",
+    STOPPED: OCI_STOPPED,
 }
 
 # Actions for the anchor to carry out, in order.

@@ -21,7 +21,7 @@ async def tear_down(anchor, code, error):
     main = anchor.main
     if main is not None:
         main.close_local()
-    await anchor.stage_out()
+    await stage_out(anchor)
     job_id = anchor.life.job_id
     create_failed = not anchor.report.reported
     if create_failed and job_id is not None:
@@ -49,6 +49,21 @@ async def tear_down(anchor, code, error):
         await main.flush_local()
     anchor.life.torn_down()
     anchor.write_state()
+
+
+async def stage_out(anchor):
+    """scrun.lua's stage_out, once, if its stage_in ran."""
+    if not anchor.stage_in_ran:
+        return
+    anchor.stage_in_ran = False
+    try:
+        await anchor.blocking(anchor.setup.staging.stage_out, anchor.life.job_id,
+                              anchor.remote.run_blocking, anchor.job_identity)
+    except UserError as exc:
+        log.error("stage_out failed: %s", exc)
+        # The container's files may not be back: the user must know.
+        if anchor.main is not None:
+            anchor.main.write_local_error(str(exc))
 
 
 def remove_everything(anchor):

@@ -4,7 +4,7 @@ client is a stand-in, the tunnel and control socket are real)."""
 import asyncio
 import os
 
-from scrun_rest.anchor import core, create_report
+from scrun_rest.anchor import core, create_report, job_submission
 from scrun_rest.anchor.anchor_setup import AnchorSetup
 from scrun_rest.anchor.spool import Spool
 from scrun_rest.anchor.supervisor import Supervisor
@@ -55,7 +55,7 @@ def test_a_failed_submission_ends_the_container(tmp_path):
 def test_a_failure_in_a_later_task_ends_the_container_too(tmp_path, monkeypatch):
     """The pending-job watch dies of a bug: before supervision the anchor
     waited for its agent forever."""
-    monkeypatch.setattr(core, "PENDING_POLL_DELAYS", (0.01,))
+    monkeypatch.setattr(job_submission, "PENDING_POLL_DELAYS", (0.01,))
     rest = FakeRest(job=KeyError("injected"))
     code, report, spool = run_anchor(tmp_path, rest)
     assert code == 1
