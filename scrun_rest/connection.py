@@ -83,7 +83,7 @@ class SlurmConnection:
             client.check_request(dict(request, script="#!/bin/sh\n"))
         except UnsupportedField as exc:
             raise UserError("%s cannot be expressed by slurmrestd API %s" % (
-                options.variable_for(exc.field), client.version))
+                options.variable_for(exc.field), client.api_version))
         return request
 
 

@@ -51,11 +51,6 @@ class RestClient:
                     self._discover(use_cache=True)
         return self._version
 
-    @property
-    def version(self):
-        """Same as api_version."""
-        return self.api_version
-
     def close(self):
         self._transport.close()
 

@@ -6,17 +6,31 @@ import time
 import urllib.request
 
 RUNTIME = "/opt/scrun-rest/bin/scrun-rest"
+FACTS_FILE = "/var/lib/scrun-testbed/testbed.env"
+
+
+def _facts(path=FACTS_FILE):
+    """What setup.sh wrote down about the testbed (KEY=VALUE lines)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return {}  # no testbed here: the tests that need one skip
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+FACTS = _facts()
 # SCRUN_TEST_USER/SCRUN_TEST_UID pick another test user (TB_DEV_USERS in
 # contrib/testbed/lib.sh) so parallel runs do not see each other's jobs.
-USER = os.environ.get("SCRUN_TEST_USER", "scruntest")
-UID = int(os.environ.get("SCRUN_TEST_UID", "2000"))
-OTHER_USER = "scrunother"
+USER = os.environ.get("SCRUN_TEST_USER", FACTS.get("TB_USER", "scruntest"))
+UID = int(os.environ.get("SCRUN_TEST_UID", FACTS.get("TB_UID", "2000")))
+OTHER_USER = FACTS.get("TB_OTHER_USER", "scrunother")
 HOME = "/home/%s" % USER
 RUNTIME_DIR = "/run/user/%d" % UID
 SPOOL_ROOT = RUNTIME_DIR + "/scrun-rest"
-REST_URL = "http://127.0.0.1:6820"
-IMAGE = "localhost/busybox"
-ROOTFS = "/var/lib/scrun-testbed/busybox-rootfs"
+REST_URL = FACTS.get("TB_REST_URL", "http://127.0.0.1:6820")
+IMAGE = FACTS.get("TB_IMAGE", "localhost/busybox")
+ROOTFS = FACTS.get("TB_ROOTFS", "/var/lib/scrun-testbed/busybox-rootfs")
 
 
 def available():
