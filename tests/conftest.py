@@ -12,6 +12,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _unavailable(message):
+    __tracebackhide__ = True  # report the caller's line
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
