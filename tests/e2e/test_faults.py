@@ -1,4 +1,4 @@
-"""Issue 6: faults and bad input. Each fault gives podman a non-zero exit and
+"""Faults and bad input: each fault gives podman a non-zero exit and
 one clear message in time; afterwards no job of the user, no anchor, no spool
 dir (conftest checks those), no runc container, no task dir, no tunnel port.
 

@@ -1,4 +1,4 @@
-"""Issue 5: terminals, exec, and the signals a person sends.
+"""Terminals, exec, and the signals a person sends.
 
 Terminal tests run podman or docker on a real pty (testbed.Terminal) and
 type at it. Long-queue tests make the container's job pend on a dependency

@@ -1,4 +1,4 @@
-"""Issue 4: errors as podman and docker show them; logs kept off the container's output."""
+"""Errors as podman and docker show them; logs kept off the container's output."""
 import json
 import os
 import re

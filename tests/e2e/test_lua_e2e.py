@@ -1,4 +1,4 @@
-"""Issue 4: scrun.lua staging through real podman, Slurm and rsync.
+"""scrun.lua staging through real podman, Slurm and rsync.
 
 Each test points the test user's LuaScript at its own script for the length
 of the test (user_config restores the file).

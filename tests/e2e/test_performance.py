@@ -1,4 +1,4 @@
-"""Issue 7: the performance targets that are cheap enough to guard in CI.
+"""The performance targets that are cheap enough to guard in CI.
 
 contrib/bench/bench.py measures all of them with bigger sizes and more runs;
 these tests catch a regression, each against a baseline measured in the

@@ -1,4 +1,4 @@
-"""Issue 3: podman and docker run containers as Slurm jobs and behave like runc."""
+"""podman and docker run containers as Slurm jobs and behave like runc."""
 import hashlib
 import json
 import time

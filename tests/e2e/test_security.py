@@ -1,4 +1,4 @@
-"""Issue 6: hostile neighbours. Another user of the login node (scrunother)
+"""Hostile neighbours: another user of the login node (scrunother)
 gets nothing from a container's tunnel or control socket and can do nothing
 with them; the JWT shows up nowhere; the tunnel optionally runs over TLS.
 """
