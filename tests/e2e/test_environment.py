@@ -1,4 +1,4 @@
-"""Issue 4: SCRUN_* job input variables reach Slurm; Slurm's variables reach the container.
+"""SCRUN_* job input variables reach Slurm; Slurm's variables reach the container.
 
 What Slurm recorded is read back through slurmrestd. Settings a running job
 cannot show on this one-node testbed (a dependency, exclusive use, a

@@ -1,4 +1,4 @@
-"""Issue 6: faults and bad input. Each fault gives podman a non-zero exit and
+"""Faults and bad input: each fault gives podman a non-zero exit and
 one clear message in time; afterwards no job of the user, no anchor, no spool
 dir (conftest checks those), no runc container, no task dir, no tunnel port.
 
@@ -304,8 +304,10 @@ def test_anchor_killed_ends_the_job(bundle, nothing_on_the_node):
         assert wait_until(lambda: container_processes("sleep 300"), 15)
         os.kill(int(open(bundle + "/pid").read()), signal.SIGKILL)
         timer = Timer()
-        assert wait_until(lambda: str(job_id) not in user_jobs(), 10), "the job outlived it"
-        assert timer.elapsed < 10
+        assert wait_until(lambda: str(job_id) not in user_jobs(), 30), "the job outlived it"
+        # The agent sees the tunnel close at once (0.1 s here): a bound of its
+        # own, not the wait's.
+        assert timer.elapsed < 5, timer.elapsed
         state = json.loads(runtime("state", cid).stdout)
         assert (state["status"], state["pid"]) == ("stopped", 0)
     finally:

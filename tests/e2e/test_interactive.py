@@ -1,4 +1,4 @@
-"""Issue 5: terminals, exec, and the signals a person sends.
+"""Terminals, exec, and the signals a person sends.
 
 Terminal tests run podman or docker on a real pty (testbed.Terminal) and
 type at it. Long-queue tests make the container's job pend on a dependency
@@ -92,8 +92,9 @@ def test_interactive_shell_on_a_terminal(engine):
         begin = time.monotonic()
         term.type("\x03")
         term.type('echo "st""atus=$?"\r')
-        assert term.expect(r"status=(\d+)\r\n", 10).group(1) == b"130"
-        assert time.monotonic() - begin < 10
+        assert term.expect(r"status=(\d+)\r\n", 30).group(1) == b"130"
+        # A keystroke's round trip (10 ms here), bounded apart from the wait.
+        assert time.monotonic() - begin < 3, time.monotonic() - begin
 
         term.type("exit 5\r")
         assert term.wait() == 5, term.screen[-300:]

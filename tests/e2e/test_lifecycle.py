@@ -1,4 +1,4 @@
-"""Issue 3: the OCI lifecycle of runtime.md, driven as conmon drives it."""
+"""The OCI lifecycle of runtime.md, driven as conmon drives it."""
 import json
 import os
 import signal

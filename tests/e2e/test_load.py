@@ -1,4 +1,4 @@
-"""Issue 6: load. 32 containers of one user at once, each printing its own
+"""Load: 32 containers of one user at once, each printing its own
 1 MB; then again with 8 of them killed half way. Every exit code and every
 byte must be right, and nothing may be left behind. Wall times are printed
 (pytest -s) and recorded as test properties.

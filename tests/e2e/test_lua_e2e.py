@@ -1,4 +1,4 @@
-"""Issue 4: scrun.lua staging through real podman, Slurm and rsync.
+"""scrun.lua staging through real podman, Slurm and rsync.
 
 Each test points the test user's LuaScript at its own script for the length
 of the test (user_config restores the file).
@@ -91,11 +91,11 @@ def test_man_page_rsync_example_stages_in_and_out(lua, staging_area, user_dir):
         shutil.rmtree(os.path.join(staging_area, cid), ignore_errors=True)
 
 
-def test_man_page_rsync_example_under_docker(tmp_path):
+def test_man_page_rsync_example_under_docker(tmp_path, unavailable):
     """docker runs the runtime as root with root's config: the same example
     stages its overlay rootfs to /home/root/containers and back."""
     if not testbed.docker_available():
-        pytest.skip("dockerd is not running")
+        unavailable("dockerd is not running")
     script = tmp_path / "scrun.lua"
     script.write_text(read(RSYNC_EXAMPLE))
     name = "e2e-rsync-docker"

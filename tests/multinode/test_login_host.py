@@ -1,4 +1,4 @@
-"""Issue 8: the login host reaches slurmrestd and nothing else of Slurm."""
+"""The login host reaches slurmrestd and nothing else of Slurm."""
 import re
 from concurrent.futures import ThreadPoolExecutor
 

@@ -1,4 +1,4 @@
-"""Issue 8: the login host loses a node while a 2-node container runs."""
+"""The login host loses a node while a 2-node container runs."""
 import contextlib
 import time
 

@@ -1,4 +1,4 @@
-"""Issue 8: one container as a 2-task step across n1 and n2, from the login host."""
+"""One container as a 2-task step across n1 and n2, from the login host."""
 import os
 
 import pytest

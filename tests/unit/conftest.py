@@ -37,3 +37,17 @@ def rootfs(tmp_path):
     (tmp_path / "bin" / "data").write_text("x")
     os.symlink("/bin/sh", tmp_path / "bin" / "abs")
     return str(tmp_path)
+
+
+# shared/ lies beside the repository (in CI, beside the fresh clone).
+MAN_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                        "shared", "reference", "scrun.1.txt")
+
+
+@pytest.fixture
+def man_page(unavailable):
+    """scrun(1) as text, from ../shared/reference/ beside the repository."""
+    if not os.path.exists(MAN_PAGE):
+        unavailable("%s is not beside this checkout" % os.path.normpath(MAN_PAGE))
+    with open(MAN_PAGE, encoding="utf-8") as handle:
+        return handle.read()

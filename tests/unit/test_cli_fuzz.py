@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,18 +142,24 @@ def run_main(argv):
     return code, out.getvalue(), err.getvalue()
 
 
+# What a failing `check` prints, all on stdout: what it found, then one line
+# per problem.
+CHECK_REPORT = re.compile(r"slurmrestd URL: .*\n(?:[a-zA-Z ]+: .*\n)*(?:problem: .+\n)+\Z")
+
+
 def check_outcome(argv, code, out, err):
     assert isinstance(code, int) and not isinstance(code, bool), (argv, code)
     assert "Traceback" not in err and "Traceback" not in out, (argv, err)
-    if code == 0:
+    if not err:
+        # A failure says why on stderr, but for the usage (no command) and
+        # check's report, which names its problems on stdout.
+        assert code == 0 or out.startswith("usage:") or CHECK_REPORT.match(out), (argv, code, out)
         return
+    # Whatever the exit code, stderr holds at most one line.
     lines = err.splitlines()
-    if not lines and (out.startswith("usage:") or "check" in argv):
-        return  # no command: the usage; check reports its problems on stdout
-    if True:
-        assert len(lines) == 1 and err.endswith("\n") and lines[0].strip(), (argv, err)
-        assert len(lines[0]) <= 500, (argv, lines[0][:100])
-        assert all(c.isprintable() for c in lines[0]), (argv, ascii(lines[0]))
+    assert len(lines) == 1 and err.endswith("\n") and lines[0].strip(), (argv, err)
+    assert len(lines[0]) <= 500, (argv, lines[0][:100])
+    assert all(c.isprintable() for c in lines[0]), (argv, ascii(lines[0]))
 
 
 def rooted(argv, world):
@@ -231,6 +238,16 @@ def test_named_mistakes(world, argv, words):
     _reset(world)
     code, out, err = run_main(rooted(argv, world))
     assert code != 0 and words in err and err.count("\n") == 1, err
+
+
+def test_check_reports_on_stdout_only(world):
+    """The one command exempt from the one line on stderr, and only when it runs."""
+    _reset(world)
+    code, out, err = run_main(rooted(["check"], world))
+    assert (code, err) == (1, "") and CHECK_REPORT.match(out), (code, out, err)
+    assert "problem: slurmrestd at http://127.0.0.1:9 is unreachable" in out
+    code, out, err = run_main(rooted(["check", "done"], world))
+    assert code != 0 and out == "" and err == "check: unexpected argument done\n"
 
 
 def test_a_container_whose_anchor_is_gone_reads_as_stopped(world):

@@ -37,15 +37,8 @@ def test_malformed_values_name_the_variable(name, value):
         parse(**{name: value})
 
 
-def test_every_man_page_variable_is_in_the_table():
-    import os
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference",
-                        "scrun.1.txt")
-    if not os.path.exists(path):
-        pytest.skip("shared/reference/scrun.1.txt is not beside this checkout")
-    with open(path) as handle:
-        text = handle.read()
-    section = text.split("JOB INPUT ENVIRONMENT VARIABLES")[1].split("OUTPUT ENVIRONMENT")[0]
+def test_every_man_page_variable_is_in_the_table(man_page):
+    section = man_page.split("JOB INPUT ENVIRONMENT VARIABLES")[1].split("OUTPUT ENVIRONMENT")[0]
     import re
     names = set(re.findall(r"^\s{7}(S(?:CRUN|LURM)_[A-Z0-9_]+)\s*$", section, re.M))
     assert names and names <= set(job_options.TABLE)

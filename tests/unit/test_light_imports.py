@@ -1,4 +1,4 @@
-"""Issue 7: the commands podman runs most often stay light.
+"""The commands podman runs most often stay light.
 
 podman calls `state` many times per container, and `kill`/`delete` at every
 stop. They must not load the heavy dependencies (requests, jsonschema, lupa,

@@ -183,15 +183,10 @@ def _check_stage_in(setup, bundle, staged, original, container_id, caplog):
                % (pwd.getpwuid(os.getuid()).pw_name, container_id) for r in caplog.records)
 
 
-def test_fixture_is_the_man_page_example():
+def test_fixture_is_the_man_page_example(man_page):
     """The fixture is the man page's text, only dedented."""
-    reference = "/work/shared/reference/scrun.1.txt"
-    if not os.path.exists(reference):
-        pytest.skip("scrun.1.txt is not available here")
-    with open(reference, encoding="utf-8") as handle:
-        page = handle.read()
     with open(EXAMPLE, encoding="utf-8") as handle:
         example = handle.read()
     indented = "".join(" " * 14 + line if line.strip() else line
                        for line in example.splitlines(True))
-    assert indented.rstrip("\n") in page
+    assert indented.rstrip("\n") in man_page

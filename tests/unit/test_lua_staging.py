@@ -464,6 +464,11 @@ def test_constants(tmp_path, setup):
 def test_no_way_into_python(tmp_path, setup):
     staging = load(tmp_path, setup)
     assert lua(staging, "return python, package.loaded.python") == (None, None)
+    # The upvalue probed below is the Python logger (a userdata in Lua), not
+    # some Lua value whose attributes fail anyway.
+    assert lua(staging, """
+        local name, callback = debug.getupvalue(slurm.error, 1)
+        return name, type(callback)""") == (b"py_log", b"userdata")
     ok, err = lua(staging, """
         local _, callback = debug.getupvalue(slurm.error, 1)
         return pcall(function() return callback.__globals__ end)""")

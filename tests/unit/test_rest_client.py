@@ -312,14 +312,18 @@ def test_malformed_answers_are_rest_errors(make_client, status, body, content_ty
 
 
 MALFORMED = [
-    (200, "not json at all", "application/json"),
-    (200, '{"jobs": [{"job_id": 43, "job_st', "application/json"),
-    (200, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
-    (500, "<html><body>Internal Server Error</body></html>", "text/html"),
-    (200, '{"errors": [{"error_number": 9001, "error": "oops"}]}', "application/json"),
-    (200, '{"errors": "not a list", "jobs": "nor this"}', "application/json"),
-    (200, '{"errors": [null, 5, {"error": null}]}', "application/json"),
-    (200, "null", "application/json"),
+    # status, body, content type, and the error a DELETE gets (None: done)
+    (200, "not json at all", "application/json", "unreadable answer"),
+    (200, '{"jobs": [{"job_id": 43, "job_st', "application/json", "unreadable answer"),
+    (200, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html",
+     "unreadable answer"),
+    (500, "<html><body>Internal Server Error</body></html>", "text/html", "answered HTTP 500"),
+    (200, '{"errors": [{"error_number": 9001, "error": "oops"}]}', "application/json",
+     "Slurm error 9001: oops"),
+    # No error list: nothing says the DELETE failed.
+    (200, '{"errors": "not a list", "jobs": "nor this"}', "application/json", None),
+    (200, '{"errors": [null, 5, {"error": null}]}', "application/json", "unknown error"),
+    (200, "null", "application/json", "unreadable answer"),
 ]
 OPERATIONS = [
     ("GET", "job/43", lambda c: c.job(43)),
@@ -331,20 +335,21 @@ OPERATIONS = [
 
 @pytest.mark.parametrize("method,op,call", OPERATIONS, ids=[o[2].__name__ + o[1] for o in
                                                            OPERATIONS])
-@pytest.mark.parametrize("status,body,content_type", MALFORMED)
+@pytest.mark.parametrize("status,body,content_type,delete_error", MALFORMED)
 def test_every_operation_turns_a_malformed_answer_into_one_rest_error(
-        make_client, method, op, call, status, body, content_type):
+        make_client, method, op, call, status, body, content_type, delete_error):
     """Never a KeyError or TypeError: one line that names the server."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    with responses.RequestsMock() as rsps:
         rsps.add(method, URL + "/slurm/v0.0.38/" + op, status=status, body=body,
                  content_type=content_type)
-        try:
-            call(make_client(version="v0.0.38"))
-        except RestError as exc:
-            assert "\n" not in str(exc) and URL in str(exc)
-        else:
+        client = make_client(version="v0.0.38")
+        if method == "DELETE" and delete_error is None:
             # Only DELETE may take a 200 with nothing usable as "done".
-            assert method == "DELETE" and status == 200
+            call(client)
+            return
+        with pytest.raises(RestError, match=delete_error if method == "DELETE" else None) as info:
+            call(client)
+    assert "\n" not in str(info.value) and URL in str(info.value)
 
 
 @pytest.mark.parametrize("payload", [

@@ -1,4 +1,4 @@
-"""Which way the task shim runs a container (issue 7): create/start by
+"""Which way the task shim runs a container: create/start by
 default (the container holds its stdio; runc copies nothing), run mode for
 terminals, and a user's own runtime command never mixed with our defaults."""
 from scrun_rest.config import Config

@@ -1,4 +1,4 @@
-"""Issue 5: a task's exit status survives srun's end overtaking it."""
+"""A task's exit status survives srun's end overtaking it."""
 import asyncio
 
 from scrun_rest.anchor.sessions import Session, TaskLink

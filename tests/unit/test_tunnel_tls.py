@@ -2,6 +2,7 @@
 import hashlib
 import os
 import socket
+import ssl
 import threading
 
 import pytest
@@ -41,10 +42,37 @@ def serve_once(context, role_box, handler):
     return listener.getsockname()[1], thread
 
 
+def served_certificate(context):
+    """The DER certificate a TLS server with context hands a client."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve():
+        conn, _ = listener.accept()
+        try:
+            context.wrap_socket(conn, server_side=True).close()
+        except OSError:
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(listener.getsockname(), timeout=5) as sock:
+        with client.wrap_socket(sock) as secure:
+            der = secure.getpeercert(binary_form=True)
+    thread.join(10)
+    listener.close()
+    return der
+
+
 def test_certificate_files_do_not_outlive_the_context(tmp_path):
     context, pin = make_server_context(str(tmp_path))
     assert os.listdir(str(tmp_path)) == []
-    assert len(pin) == 64 and int(pin, 16) >= 0
+    # The pin is the fingerprint of the certificate the context serves.
+    assert pin == hashlib.sha256(served_certificate(context)).hexdigest()
 
 
 def test_both_directions_and_half_close_through_tls(certificate):

@@ -122,15 +122,22 @@ def test_any_document(doc):
 MAPS = ("annotations", "sysctl", "unified", "rdma")  # maps whose values the schema types
 
 
+def at(doc, where):
+    for part in where:
+        doc = doc[part]
+    return doc
+
+
+# Only objects: an unknown member of anything else means nothing.
+OBJECT_PATHS = [where for where in paths(BASE)
+                if isinstance(at(BASE, where), dict) and where[-1:] not in [(m,) for m in MAPS]]
+
+
 @fuzz(150)
-@given(st.sampled_from(list(paths(BASE))), st.text(max_size=30), JSONISH)
+@given(st.sampled_from(OBJECT_PATHS), st.text(max_size=30), JSONISH)
 def test_unknown_members_are_ignored(where, name, value):
     """Extensibility: an unknown member added to any object never fails validation."""
-    parent = BASE
-    for part in where:
-        parent = parent[part]
-    if isinstance(parent, dict) and not where[-1:] in [(m,) for m in MAPS]:
-        validate_config(mutate(BASE, where + ("x-" + name,), value))
+    validate_config(mutate(BASE, where + ("x-" + name,), value))
 
 
 @pytest.fixture(scope="module")
