@@ -17,7 +17,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 from scrun_rest.errors import UserError
-from scrun_rest.tunnel import wire
+from scrun_rest.tunnel import messages, wire
 
 log = logging.getLogger("scrun_rest.anchor")
 HANDSHAKE_TIMEOUT = 5.0
@@ -139,7 +139,7 @@ class TunnelServer:
             handle.close()
         try:
             conn, role = future.result()
-        except (OSError, wire.TunnelError, ValueError) as exc:
+        except (OSError, wire.TunnelError, messages.ProtocolError, ValueError) as exc:
             self.rejected += 1
             if self.rejected <= LOG_FIRST or self.rejected % LOG_EVERY == 0:
                 # An error, so that the default log level keeps this trace of
