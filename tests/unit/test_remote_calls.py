@@ -3,15 +3,18 @@ import asyncio
 import threading
 
 from scrun_rest.anchor.remote_calls import NOT_CONNECTED, RemoteCalls
+from scrun_rest.tunnel import messages
 
 
 class FakeAgent:
+    """AgentLink's interface: sends are checked against the message table."""
+
     def __init__(self):
         self.closed = False
         self.sent = []
 
-    def send(self, message):
-        self.sent.append(message)
+    def send(self, kind, **fields):
+        self.sent.append(messages.make(messages.ANCHOR_TO_AGENT, kind, **fields))
 
 
 def test_answers_reach_the_call_with_their_id():
