@@ -27,7 +27,7 @@ class RemoteCalls:
         call_id = next(self._ids)
         future = self._loop.create_future()
         self._pending[call_id] = future
-        agent.send({"t": "remote", "id": call_id, "script": script, "env": self._env()})
+        agent.send("remote", id=call_id, script=script, env=self._env())
         return await future
 
     def run_blocking(self, script):
