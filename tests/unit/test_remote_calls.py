@@ -48,8 +48,11 @@ def test_a_lost_agent_releases_waiting_calls_from_a_worker_thread():
         results = []
         worker = threading.Thread(target=lambda: results.append(calls.run_blocking("sleep 9")))
         worker.start()
-        while not agent.sent:
+        for _ in range(500):   # up to 5 s: a call that never leaves fails, not hangs
+            if agent.sent:
+                break
             await asyncio.sleep(0.01)
+        assert agent.sent, "the call never reached the agent"
         calls.fail_all("the job's agent disconnected")
         await asyncio.get_running_loop().run_in_executor(None, worker.join, 5)
         return results
