@@ -35,7 +35,7 @@ class AnchorGone(UserError):
         super().__init__("container %s is stopped" % container_id)
 
 
-class Refused(UserError):
+class CommandRefused(UserError):
     """The anchor said no (its lifecycle's words)."""
 
 
@@ -75,7 +75,7 @@ class Container:
         except control.AnchorGone:
             raise gone
         if reply["t"] != "reply" or not reply["ok"]:
-            raise Refused(reply.get("error") or "%s failed" % kind)
+            raise CommandRefused(reply.get("error") or "%s failed" % kind)
         return reply
 
     def start(self):
@@ -124,7 +124,7 @@ class Container:
             raise UserError("container %s is not running (%s)" % (self.id, exc))
         if not reply or reply["t"] != "reply" or not reply["ok"]:
             sock.close()
-            raise Refused((reply or {}).get("error") or "exec failed")
+            raise CommandRefused((reply or {}).get("error") or "exec failed")
         return sock
 
 

@@ -12,6 +12,7 @@ import os
 from scrun_rest import fd_passing
 from scrun_rest.anchor import control
 from scrun_rest.anchor.sessions import Session
+from scrun_rest.anchor.task_links import task_message
 from scrun_rest.errors import UserError
 from scrun_rest.tunnel import messages, wire
 
@@ -167,7 +168,6 @@ class ControlServer:
 
     async def _exec_client_messages(self, sock, session):
         """Window sizes and signals that the exec client forwards."""
-        from scrun_rest.anchor.task_links import task_message
         while not session.exit_future.done():
             message, _ = await receive(self.loop, sock)
             if message is None:

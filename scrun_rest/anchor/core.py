@@ -12,12 +12,14 @@ import signal
 
 from scrun_rest.anchor import control, job_fate, job_submission, lifecycle as life
 from scrun_rest.anchor.agent_link import AgentLink
+from scrun_rest.anchor.control_server import ControlServer
 from scrun_rest.anchor.create_report import CREATED, PENDING, Reporter
 from scrun_rest.anchor.remote_calls import RemoteCalls
 from scrun_rest.anchor.sessions import EXIT_REPORT_GRACE, Session
 from scrun_rest.anchor.spool import remove_quietly, write_pid_file
 from scrun_rest.anchor.supervisor import Supervisor
 from scrun_rest.anchor.task_links import TaskLinks, task_message
+from scrun_rest.anchor.teardown import tear_down
 from scrun_rest.anchor.tunnel_server import TunnelServer
 from scrun_rest.tunnel import messages
 from scrun_rest.tunnel.framed_async import FramedConnection
@@ -126,7 +128,6 @@ class Anchor:
         self.tunnel.start()
         self.control_sock = control.bind(self.spool.socket_path)
         self.control_sock.setblocking(False)
-        from scrun_rest.anchor.control_server import ControlServer
         self.tasks.start(ControlServer(self).serve(self.control_sock), "control socket")
         log.info("tunnel listening on %s%s", self.tunnel.address,
                  " (TLS)" if tls_context is not None else "")
@@ -140,13 +141,14 @@ class Anchor:
             remove_quietly(self.spool.socket_path)
 
     def create_timed_out(self):
-        if not self.report.reported and not self.life.ending:
+        actions = self.life.create_timed_out()
+        if actions:
             log.info("job %s still pending after %d s; create returns", self.life.job_id,
                      self.setup.create_timeout)
-        self.apply(self.life.create_timed_out())
+        self.apply(actions)
 
     def apply(self, actions):
-        """Carry out what the lifecycle decided; returns the actions."""
+        """Carry out what the lifecycle decided."""
         main = self.main
         for action, value in actions:
             if action == life.REPORT_CREATED:
@@ -167,7 +169,6 @@ class Anchor:
                 self.loop.call_later(INTERRUPT_GRACE, self.finish, value)
         if self.life.status != self.written_status and not self.life.ending:
             self.write_state()
-        return [action for action, _ in actions]
 
     # -- tunnel connections ----------------------------------------------------
     def key_for_role(self, role):
@@ -355,7 +356,6 @@ class Anchor:
         self.tasks.start(self._teardown(code, error), "teardown")
 
     async def _teardown(self, code, error):
-        from scrun_rest.anchor.teardown import tear_down
         try:
             await tear_down(self, code, error)
         finally:

@@ -12,6 +12,7 @@ import sys
 
 from scrun_rest import terminal
 from scrun_rest.anchor import create_report
+from scrun_rest.detach import release_caller_stdio
 from scrun_rest.errors import UserError
 
 log = logging.getLogger("scrun_rest.anchor")
@@ -105,7 +106,6 @@ def _become_anchor(setup):
             terminal.make_controlling(setup.stdio["tty"])
             # The terminal is the container's stdio; docker's shim waits
             # for EOF on the pipes it gave create.
-            from scrun_rest.cli.common import release_caller_stdio
             release_caller_stdio()
         code = run_anchor(setup)
     except BaseException:

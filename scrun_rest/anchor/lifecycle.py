@@ -51,8 +51,6 @@ ABORT_TASKS = "abort-tasks"        # tasks prepared: end them unstarted
 SIGNAL_STEP = "signal-step"        # stop the step srun is launching
 STOP = "stop"                      # end the container with 128+signal
 STOP_LATER = "stop-later"          # ... unless it ends by itself first
-AWAIT_STOP = "await-stop"          # the caller waits for stopped
-EXEC = "exec"                      # start the exec session
 
 # Events.
 AGENT_LINKED = "agent-linked"
@@ -90,7 +88,7 @@ TABLE = {
         AGENT_LINKED: (STAGING, []),
         CREATE_TIMEOUT: (WAITING, [REPORT_PENDING]),
         START: NOT_CREATED,
-        FATAL_KILL: (ENDING, [STOP]), DELETE: (ENDING, [STOP, AWAIT_STOP]),
+        FATAL_KILL: (ENDING, [STOP]), DELETE: (ENDING, [STOP]),
         EXEC_REQUEST: NOT_RUNNING,
     }),
     STAGING: dict(_ANY_END, **{
@@ -98,60 +96,60 @@ TABLE = {
         PREPARED: (READY, [REPORT_CREATED]),
         CREATE_TIMEOUT: (WAITING_STAGING, [REPORT_PENDING]),
         START: NOT_CREATED,
-        FATAL_KILL: (ENDING, [STOP]), DELETE: (ENDING, [STOP, AWAIT_STOP]),
+        FATAL_KILL: (ENDING, [STOP]), DELETE: (ENDING, [STOP]),
         EXEC_REQUEST: NOT_RUNNING,
     }),
     READY: dict(_ANY_END, **{
         AGENT_LINKED: SECOND_AGENT,
         START: (LAUNCHED, [GO]),
         FATAL_KILL: (ENDING, [ABORT_TASKS, STOP]),
-        DELETE: (ENDING, [ABORT_TASKS, STOP, AWAIT_STOP]),
+        DELETE: (ENDING, [ABORT_TASKS, STOP]),
         EXEC_REQUEST: NOT_RUNNING,
     }),
     WAITING: dict(_ANY_END, **{
         AGENT_LINKED: (WAITING_STAGING, []),
         START: (START_QUEUED, []),
-        FATAL_KILL: (ENDING, [STOP]), DELETE: (ENDING, [STOP, AWAIT_STOP]),
+        FATAL_KILL: (ENDING, [STOP]), DELETE: (ENDING, [STOP]),
         EXEC_REQUEST: NOT_RUNNING,
     }),
     WAITING_STAGING: dict(_ANY_END, **{
         AGENT_LINKED: SECOND_AGENT,
         PREPARED: (READY, []),
         START: (START_STAGING, []),
-        FATAL_KILL: _STOP_STEP, DELETE: (ENDING, [SIGNAL_STEP, STOP, AWAIT_STOP]),
+        FATAL_KILL: _STOP_STEP, DELETE: (ENDING, [SIGNAL_STEP, STOP]),
         EXEC_REQUEST: NOT_RUNNING,
     }),
     START_QUEUED: dict(_ANY_END, **{
         AGENT_LINKED: (START_STAGING, []),
         START: (None, []),
-        FATAL_KILL: (ENDING, [STOP]), DELETE: (ENDING, [STOP, AWAIT_STOP]),
+        FATAL_KILL: (ENDING, [STOP]), DELETE: (ENDING, [STOP]),
         EXEC_REQUEST: NOT_STARTED,
     }),
     START_STAGING: dict(_ANY_END, **{
         AGENT_LINKED: SECOND_AGENT,
         PREPARED: (LAUNCHED, [GO]),
         START: (None, []),
-        FATAL_KILL: _STOP_STEP, DELETE: (ENDING, [SIGNAL_STEP, STOP, AWAIT_STOP]),
+        FATAL_KILL: _STOP_STEP, DELETE: (ENDING, [SIGNAL_STEP, STOP]),
         EXEC_REQUEST: NOT_STARTED,
     }),
     LAUNCHED: dict(_ANY_END, **{
         AGENT_LINKED: SECOND_AGENT,
         START: (None, []),
         FATAL_KILL: (None, [FORWARD]), HARMLESS_KILL: (None, [FORWARD]),
-        DELETE: (None, [FORWARD, AWAIT_STOP]),
-        EXEC_REQUEST: (None, [EXEC]),
+        DELETE: (None, [FORWARD]),
+        EXEC_REQUEST: (None, []),
         INTERRUPT: (None, [FORWARD, STOP_LATER]),
     }),
     ENDING: {
         AGENT_LINKED: TOO_LATE, PREPARED: (None, []), CREATE_TIMEOUT: (None, []),
         START: IS_STOPPED, FATAL_KILL: (None, []), HARMLESS_KILL: (None, []),
-        DELETE: (None, [AWAIT_STOP]), EXEC_REQUEST: NOT_RUNNING,
+        DELETE: (None, []), EXEC_REQUEST: NOT_RUNNING,
         INTERRUPT: (None, []), FINISH: (None, []), TORN_DOWN: (STOPPED, []),
     },
     STOPPED: {
         AGENT_LINKED: TOO_LATE, PREPARED: (None, []), CREATE_TIMEOUT: (None, []),
         START: IS_STOPPED, FATAL_KILL: NOT_RUNNING, HARMLESS_KILL: NOT_RUNNING,
-        DELETE: (None, [AWAIT_STOP]), EXEC_REQUEST: NOT_RUNNING,
+        DELETE: (None, []), EXEC_REQUEST: NOT_RUNNING,
         INTERRUPT: (None, []), FINISH: (None, []),
     },
 }
@@ -184,7 +182,8 @@ class Lifecycle:
         return not isinstance(TABLE[self.phase][AGENT_LINKED], str)
 
     def handle(self, event, signum=None):
-        """Move on by `event`; returns the actions as (action, value) pairs."""
+        """Move on by `event`; returns the actions as (action, value) pairs.
+        A refusal raises Refused; an event without a row, IllegalEvent."""
         outcome = TABLE[self.phase].get(event)
         if outcome is None:
             raise IllegalEvent("%s cannot happen while %s" % (event, self.phase))
@@ -234,4 +233,3 @@ class Lifecycle:
 
     def torn_down(self):
         self.handle(TORN_DOWN)
-        self.status = OCI_STATUS[STOPPED]

@@ -23,13 +23,3 @@ def parse_signal(text):
     if number is None:
         raise UserError("invalid signal %s" % value[:20])
     return int(number)
-
-
-def release_caller_stdio():
-    """A process left behind (anchor, exec front) must not hold its caller's
-    stdio: docker's shim reads the runtime's output until EOF."""
-    import os
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)

@@ -16,7 +16,8 @@ from scrun_rest import terminal
 from scrun_rest.anchor import control
 from scrun_rest.anchor.spool import write_pid_file
 from scrun_rest.cli import args
-from scrun_rest.cli.common import load_container, release_caller_stdio
+from scrun_rest.cli.common import load_container
+from scrun_rest.detach import release_caller_stdio
 from scrun_rest.errors import UserError
 from scrun_rest.tunnel import messages, wire
 
