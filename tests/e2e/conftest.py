@@ -9,12 +9,9 @@ from . import testbed
 
 
 @pytest.fixture(scope="session", autouse=True)
-def require_testbed():
+def require_testbed(unavailable):
     if not testbed.available():
-        message = "the testbed is not up: run contrib/testbed/setup.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("the testbed is not up: run contrib/testbed/setup.sh")
 
 
 class Engine:
@@ -34,11 +31,9 @@ class Engine:
 
 
 @pytest.fixture(params=["podman", "docker"])
-def engine(request):
+def engine(request, unavailable):
     if request.param == "docker" and not testbed.docker_available():
-        if os.environ.get("CI"):
-            pytest.fail("dockerd is not running")
-        pytest.skip("dockerd is not running")
+        unavailable("dockerd is not running")
     return Engine(request.param)
 
 

@@ -17,12 +17,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def require_cluster():
+def require_cluster(unavailable):
     if not cluster.available():
-        message = "the multi-node testbed is not up: run contrib/testbed/multinode.sh up"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("the multi-node testbed is not up: run contrib/testbed/multinode.sh up")
 
 
 @pytest.fixture(autouse=True)
