@@ -18,8 +18,9 @@ def certificate(tmp_path_factory):
     return make_server_context(str(tmp_path_factory.mktemp("spool")))
 
 
-def serve_once(context, role_box, handler):
-    """A one-connection anchor: TLS, then the HMAC handshake, then handler(plain)."""
+def accept_once(serve):
+    """A listener on loopback whose first connection goes to serve(conn) in a
+    thread; returns (port, thread)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -27,13 +28,7 @@ def serve_once(context, role_box, handler):
     def run():
         conn, _ = listener.accept()
         try:
-            plain = tls.wrap_server(conn, context, 5)
-            plain.settimeout(5)
-            role_box["role"] = wire.server_handshake(plain, lambda role: KEY)
-            plain.settimeout(None)
-            handler(plain)
-        except (OSError, wire.TunnelError) as exc:
-            role_box["error"] = exc
+            serve(conn)
         finally:
             listener.close()
 
@@ -42,29 +37,37 @@ def serve_once(context, role_box, handler):
     return listener.getsockname()[1], thread
 
 
+def serve_once(context, role_box, handler):
+    """A one-connection anchor: TLS, then the HMAC handshake, then handler(plain)."""
+    def serve(conn):
+        try:
+            plain = tls.wrap_server(conn, context, 5)
+            plain.settimeout(5)
+            role_box["role"] = wire.server_handshake(plain, lambda role: KEY)
+            plain.settimeout(None)
+            handler(plain)
+        except (OSError, wire.TunnelError) as exc:
+            role_box["error"] = exc
+
+    return accept_once(serve)
+
+
 def served_certificate(context):
     """The DER certificate a TLS server with context hands a client."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-
-    def serve():
-        conn, _ = listener.accept()
+    def serve(conn):
         try:
             context.wrap_socket(conn, server_side=True).close()
         except OSError:
             conn.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    port, thread = accept_once(serve)
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
     client.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(listener.getsockname(), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         with client.wrap_socket(sock) as secure:
             der = secure.getpeercert(binary_form=True)
     thread.join(10)
-    listener.close()
     return der
 
 
