@@ -5,30 +5,27 @@ own (no srun I/O forwarding in the data path), hands the stream sockets to the
 OCI runtime as its stdio, passes signals and window sizes on, and reports
 the exit status. Python 3.6+, stdlib only.
 """
-import fcntl
 import json
 import os
-import pty
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import tempfile
-import termios
 import threading
 
 from scrun_rest import conf_lines
-from scrun_rest.agent import detached, oci_conf, pipes, task_bundle
+from scrun_rest.agent import detached, leftovers, oci_conf, pipes, pty_streams, task_bundle
 from scrun_rest.tunnel import messages, wire
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                      signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGCONT)
-COPY_CHUNK = 1 << 20
 # How long to keep dialling the anchor when it drops or refuses us (it may
 # be busy turning away a flood of bogus connections).
 DIAL_PATIENCE = 20.0
+# What a container that ignores Slurm's SIGTERM leaves us of KillWait to
+# kill it, remove it and report its end before Slurm's SIGKILL.
+CLEANUP_SHARE = 2.5
 
 
 def log(text):
@@ -61,6 +58,7 @@ class Task:
         self.output_pump = None
         self.settings = {}
         self.workdir = None
+        self.workdir_lock = None
         self.window = None
         # What to run (task_bundle.Plan): its start is set in create/start
         # mode (detached.py); None runs RunTimeRun.
@@ -110,7 +108,8 @@ class Task:
             _log_protocol_error(exc)
             return 1
         self.settings = oci_conf.merge(setup["settings"], oci_conf.read_node_conf())
-        self.workdir = tempfile.mkdtemp(prefix="scrun-rest.")
+        leftovers.sweep(lambda values: self._run_pattern("RunTimeDelete", values))
+        self.workdir, self.workdir_lock = leftovers.claim()
         # Until the container runs, Slurm ending the step just ends us; the
         # exception unwinds through the cleanup below.
         signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -128,6 +127,8 @@ class Task:
             self.plan, problem = None, (126, "cannot prepare the container: %s" % exc)
         if problem is None:
             problem = _check_runtime(self.plan.command)
+        if problem is None and self._removes_container():
+            leftovers.record_container(self.workdir, self.plan.values)
         if problem:
             code, text = problem
             self._cleanup()
@@ -156,6 +157,9 @@ class Task:
         self.send("started", pid=self.process.pid, container=self.plan.values.get("container"))
         threading.Thread(target=self._control_loop, daemon=True).start()
         status = exit_status(self.process.wait())
+        # Clean up before waiting for the streams to drain: Slurm may be
+        # ending the step, and its SIGKILL must not find the container.
+        self._cleanup()
         if self.output_pump is not None:
             # The terminal's last output must leave before the status does.
             self.output_pump.join(5)
@@ -165,9 +169,6 @@ class Task:
             if self.anchor_gone.is_set():
                 break
             relay.flushed.wait(30)
-        # Clean up before the status leaves: once the anchor has it, the
-        # job may end and take this process with it.
-        self._cleanup()
         self.send("exit", status=status)
         return 0
 
@@ -242,7 +243,7 @@ class Task:
 
     def _on_resize(self, message):
         if self.master_fd is not None:
-            _set_window_size(self.master_fd, message["rows"], message["cols"])
+            pty_streams.set_window_size(self.master_fd, message["rows"], message["cols"])
             self._signal_runtime(signal.SIGWINCH)
 
     # -- running ------------------------------------------------------------
@@ -279,32 +280,24 @@ class Task:
                 sock.close()
 
     def _spawn_with_terminal(self, argv, sock, setup):
-        master, slave = pty.openpty()
         rows, cols = self.window or (setup.get("rows"), setup.get("cols"))
-        _set_window_size(master, rows, cols)
-
-        def make_controlling_terminal():
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
+        master, slave = pty_streams.open_pty(rows, cols)
         self.process = subprocess.Popen(
             argv, stdin=slave, stdout=slave, stderr=slave, cwd=self.workdir,
-            start_new_session=True, preexec_fn=make_controlling_terminal)
+            start_new_session=True, preexec_fn=pty_streams.make_controlling_terminal)
         os.close(slave)
         self.master_fd = master
-        self.output_pump = threading.Thread(target=_pump_fd_to_socket, args=(master, sock),
-                                            daemon=True)
-        self.output_pump.start()
-        threading.Thread(target=_pump_socket_to_fd, args=(sock, master), daemon=True).start()
+        self.output_pump = pty_streams.start_pumps(master, sock)
 
     def _forward_signal(self, signum, frame):
         self._signal_runtime(signum)
         if signum == signal.SIGTERM and not self.ending:
             # Slurm is ending the step (cancel, time limit, node failure) and
             # SIGKILLs everything KillWait seconds from now. If the container
-            # ignores SIGTERM, kill it a little before that, so that we can
-            # still remove it and report its end.
+            # ignores SIGTERM, kill it before that, with time left to remove
+            # it and report its end on a busy node.
             self.ending = True
-            timer = threading.Timer(max(0.5, _kill_wait() - 1.5), self._signal_runtime,
+            timer = threading.Timer(kill_delay(_kill_wait()), self._signal_runtime,
                                     (signal.SIGKILL,))
             timer.daemon = True
             timer.start()
@@ -320,12 +313,23 @@ class Task:
         except OSError:
             pass
 
+    def _removes_container(self):
+        """Only the container's own task removes it (an exec merely joined
+        it), unless oci.conf's DisableCleanup keeps it for a look."""
+        if self.plan is None or self.plan.mode != "run" or "container" not in self.plan.values:
+            return False
+        return (self.settings.get("DisableCleanup") or "").lower() not in ("yes", "true", "1")
+
     def _run_hook(self, key, *extra):
+        if self.plan is not None and "container" in self.plan.values:
+            self._run_pattern(key, self.plan.values, *extra)
+
+    def _run_pattern(self, key, values, *extra):
         pattern = self.settings.get(key)
-        if not pattern or self.plan is None or "container" not in self.plan.values:
+        if not pattern:
             return
         try:
-            command = oci_conf.expand(pattern, self.plan.values) + " " + " ".join(extra)
+            command = oci_conf.expand(pattern, values) + " " + " ".join(extra)
             subprocess.call(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             timeout=30)
@@ -337,13 +341,11 @@ class Task:
         if self.cleaned:
             return
         self.cleaned = True
-        # Only the container's own task removes it; an exec merely joined it.
-        if self.process is not None and self.plan.mode == "run" \
-                and "container" in self.plan.values:
-            if (self.settings.get("DisableCleanup") or "").lower() not in ("yes", "true", "1"):
-                self._run_hook("RunTimeDelete")
+        if self.process is not None and self._removes_container():
+            self._run_hook("RunTimeDelete")
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            os.close(self.workdir_lock)
 
 
 def _out_of_turn(message):
@@ -360,6 +362,12 @@ def _log_protocol_error(exc):
 
 def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
+
+
+def kill_delay(kill_wait):
+    """Seconds from Slurm's SIGTERM to our SIGKILL of the container: all
+    of KillWait but the cleanup's share (2.5 s, or half of a short one)."""
+    return kill_wait - min(CLEANUP_SHARE, kill_wait / 2.0)
 
 
 def _kill_wait():
@@ -390,46 +398,6 @@ def _check_runtime(command):
     if not found:
         return 127, "%s: executable file not found on node %s" % (program, socket.gethostname())
     return None
-
-
-def _set_window_size(fd, rows, cols):
-    if rows and cols:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
-
-
-def _pump_fd_to_socket(fd, sock):
-    while True:
-        try:
-            data = os.read(fd, COPY_CHUNK)
-        except OSError:
-            data = b""
-        if not data:
-            break
-        try:
-            sock.sendall(data)
-        except OSError:
-            break
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-def _pump_socket_to_fd(sock, fd):
-    while True:
-        try:
-            data = sock.recv(COPY_CHUNK)
-        except OSError:
-            data = b""
-        if not data:
-            return
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(fd, view)
-            except OSError:
-                return
-            view = view[written:]
 
 
 def run_task():

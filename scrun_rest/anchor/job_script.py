@@ -16,6 +16,8 @@ AGENT_MODULES = (
     "scrun_rest.agent.task_bundle",
     "scrun_rest.agent.detached",
     "scrun_rest.agent.pipes",
+    "scrun_rest.agent.pty_streams",
+    "scrun_rest.agent.leftovers",
     "scrun_rest.agent.oci_conf",
     "scrun_rest.agent.node_config",
     "scrun_rest.agent.task_boot",

@@ -17,8 +17,8 @@ import pytest
 
 from . import testbed
 from .testbed import IMAGE, RUNTIME, as_user, podman, rest_job, user_jobs, wait_until
-from .user_config import (Timer, all_user_jobs, blocked_ports, compute_leftovers,
-                          daemon_stopped, job_params, new_job,
+from .user_config import (Timer, all_user_jobs, blocked_ports, clear_compute_leftovers,
+                          compute_leftovers, daemon_stopped, job_params, new_job,
                           podman_popen, user_argv, user_config, write_user_file)
 
 RUN = ("run", "--rm", "--network=none")
@@ -43,7 +43,9 @@ def finished(process, timeout):
 def nothing_on_the_node():
     """After the test: no runc container, no task scratch dir of the user."""
     yield
-    assert not compute_leftovers()
+    problems = compute_leftovers()
+    clear_compute_leftovers()
+    assert not problems
 
 
 def runtime(*args, timeout=60):
@@ -314,6 +316,46 @@ def test_anchor_killed_ends_the_job(bundle, nothing_on_the_node):
         assert runtime("delete", "--force", cid).returncode == 0
     assert testbed.container_state(cid) is None
     assert not compute_leftovers(port=port)
+
+
+def task_shims(command_line):
+    """pids of the task shims (`python3 ... -c TASK_BOOT task`) above the
+    user's processes with this command line."""
+    shims = set()
+    for pid in map(int, container_processes(command_line)):
+        try:
+            while pid > 1:
+                with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                    argv = handle.read().split(b"\0")[:-1]
+                if argv and argv[-1] == b"task" and b"-c" in argv:
+                    shims.add(pid)
+                    break
+                with open("/proc/%d/stat" % pid) as handle:
+                    pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            pass  # gone meanwhile
+    return sorted(shims)
+
+
+def test_a_killed_task_is_swept_by_the_next_one(nothing_on_the_node):
+    """SIGKILL (Slurm's, after KillWait) leaves a task no time to remove its
+    runtime container and scratch dir: the user's next task on the node does."""
+    name = "killed-task-%d" % os.getpid()
+    started = podman("run", "-d", "--network=none", "--name", name, IMAGE, "sleep", "300")
+    assert started.returncode == 0, started.stderr
+    try:
+        shims = wait_until(lambda: task_shims("sleep 300"), 15)
+        assert len(shims) == 1, shims
+        os.kill(shims[0], signal.SIGKILL)
+        code = podman("wait", name, timeout=30).stdout.decode().strip()
+        assert code != "0", code
+        left = compute_leftovers()
+        assert any("runc containers left" in problem for problem in left), left
+        assert any("task dirs left" in problem for problem in left), left
+    finally:
+        podman("rm", "-f", name)
+    result = podman(*RUN, IMAGE, "true")
+    assert result.returncode == 0, result.stderr
 
 
 TUNNEL_PORTS = (47700, 47709)

@@ -3,6 +3,7 @@ scrun-rest.conf, files in its home, firewall rules, the testbed's daemons.
 """
 import contextlib
 import os
+import shutil
 import subprocess
 import time
 
@@ -136,6 +137,16 @@ def compute_leftovers(user=testbed.USER, uid=testbed.UID, port=None):
     if port and not testbed.wait_until(lambda: not port_listening(port), 10):
         problems.append("tunnel port %d still listening" % port)
     return problems
+
+
+def clear_compute_leftovers(user=testbed.USER, uid=testbed.UID):
+    """Remove what compute_leftovers found, so that one test's leak fails
+    that test alone."""
+    for container in runc_containers(user, uid):
+        testbed.as_user(["runc", "--root", "/run/user/%d" % uid, "delete", "--force",
+                         container], user=user, uid=uid)
+    for name in task_workdirs(uid):
+        shutil.rmtree("/tmp/" + name, ignore_errors=True)
 
 
 class Timer:
