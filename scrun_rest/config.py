@@ -45,6 +45,8 @@ DEFAULTS = {
     # copy every byte (agent/detached.py; a third more throughput).
     "RunTimeCreate": "runc --rootless=true --root=/run/user/%U/ create %n.%u.%j.%s.%t -b %b",
     "RunTimeStart": "runc --rootless=true --root=/run/user/%U/ start %n.%u.%j.%s.%t",
+    # Asked after `runc run`, until the user's program runs (agent/task.py).
+    "RunTimeQuery": "runc --rootless=true --root=/run/user/%U/ state %n.%u.%j.%s.%t",
     "RunTimeKill": "runc --rootless=true --root=/run/user/%U/ kill -a %n.%u.%j.%s.%t",
     "RunTimeDelete": "runc --rootless=true --root=/run/user/%U/ delete --force %n.%u.%j.%s.%t",
     "SrunPath": "srun",

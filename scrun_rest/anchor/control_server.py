@@ -113,7 +113,7 @@ class ControlServer:
     async def carry_out(self, message, sock, fds):
         kind = message["t"]
         if kind == "start":
-            self.anchor.start()
+            await self.anchor.start()
             _send(sock, "reply", ok=True)
         elif kind == "kill":
             self.anchor.kill(message["signal"])

@@ -21,6 +21,8 @@ from scrun_rest.anchor.supervisor import Supervisor
 from scrun_rest.anchor.task_links import TaskLinks, task_message
 from scrun_rest.anchor.teardown import tear_down
 from scrun_rest.anchor.tunnel_server import TunnelServer
+from scrun_rest.anchor.waiters import Moment
+from scrun_rest.errors import UserError
 from scrun_rest.tunnel import messages
 from scrun_rest.tunnel.framed_async import FramedConnection
 
@@ -50,7 +52,8 @@ class Anchor:
         self.agent_released = False
         self.exit_code = None
         self.written_status = None
-        self.stop_waiters = []
+        self.process_runs = Moment()
+        self.stopped = Moment()
         self.loop = None
         self.tasks = None
         self.done = None
@@ -157,6 +160,8 @@ class Anchor:
                 self.report.send(PENDING)
             elif action == life.GO:
                 self.go(main)
+            elif action == life.RELEASE_START:
+                self.process_runs.arrived()
             elif action == life.FORWARD:
                 main.send_all(task_message("signal", signal=value))
             elif action == life.ABORT_TASKS:
@@ -353,6 +358,8 @@ class Anchor:
             self.end(code, error)
 
     def end(self, code, error=None):
+        self.process_runs.failed(UserError(error or "container %s stopped before its "
+                                           "process ran" % self.setup.container_id))
         self.tasks.start(self._teardown(code, error), "teardown")
 
     async def _teardown(self, code, error):
@@ -361,9 +368,7 @@ class Anchor:
         finally:
             # Those waiting for the stop (delete) hear of it before run()
             # returns and the loop ends.
-            for waiter in self.stop_waiters:
-                if not waiter.done():
-                    waiter.set_result(code)
+            self.stopped.arrived(code)
             if not self.done.done():
                 self.done.set_result(code)
 
@@ -380,8 +385,12 @@ class Anchor:
             main.send_all(task_message("resize", rows=size[0], cols=size[1]))
 
     # -- what the control socket asks -----------------------------------------
-    def start(self):
+    async def start(self):
+        """Let the process run; returns once it runs (runtime.md), or raises
+        UserError with the reason it never did."""
         self.apply(self.life.start())
+        if self.life.starting:
+            await self.process_runs.wait()
 
     def kill(self, signum):
         """Deliver a signal to the container, however far along it is."""
@@ -389,11 +398,4 @@ class Anchor:
 
     async def delete(self):
         self.apply(self.life.delete())
-        return await self.wait_stopped()
-
-    async def wait_stopped(self):
-        if self.done.done():
-            return self.done.result()
-        waiter = self.loop.create_future()
-        self.stop_waiters.append(waiter)
-        return await waiter
+        return await self.stopped.wait()

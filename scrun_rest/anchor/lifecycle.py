@@ -8,8 +8,11 @@ The rules:
 - `create` returns (the container is "created") once every task is
   prepared on its node, or once CreateTimeout passes while the job pends.
 - `start` from created lets the process run: at once if the tasks are
-  prepared, else as soon as they are. A second start while running is
-  harmless; start while still creating, or once stopped, is refused.
+  prepared, else as soon as they are. The container is "running" once every
+  task says its runtime has started the user's program (runtime.md), and
+  `start` returns then; signals sent meanwhile wait in the task's link and
+  reach the process as soon as it runs. A second start is harmless; start
+  while still creating, or once stopped, is refused.
 - `kill` of a running container passes the signal to its process. Before
   that, a signal whose default action would end a process stops the
   container with 128+N, as if it had died of it; any other is ignored.
@@ -20,8 +23,9 @@ The rules:
 from scrun_rest.anchor.spool import CREATED, CREATING, RUNNING, STOPPED as OCI_STOPPED
 from scrun_rest.errors import UserError
 
-# Phases. Each has one OCI status, but for ENDING, which keeps the one it
-# came from until the container is stopped.
+# Phases. Each has one OCI status, but for GOING and ENDING, which keep the
+# one they came from (created after start, running when started while the
+# job pended) until the process runs or the container is stopped.
 QUEUED = "queued"                  # job submitted, its agent not dialled in yet
 STAGING = "staging"                # agent linked, tasks preparing the container
 READY = "ready"                    # every task prepared, waiting for start
@@ -29,11 +33,12 @@ WAITING = "waiting"                # create gave up waiting; the job still pends
 WAITING_STAGING = "waiting-staging"  # create gave up; tasks preparing now
 START_QUEUED = "start-queued"      # started while the job pends
 START_STAGING = "start-staging"    # started while the tasks prepare
-LAUNCHED = "launched"              # go sent: the container's process runs
+GOING = "going"                    # go sent: the runtime starts the process
+LAUNCHED = "launched"              # the container's process runs
 ENDING = "ending"                  # ending: no new work is taken
 STOPPED = "stopped"
 PHASES = (QUEUED, STAGING, READY, WAITING, WAITING_STAGING, START_QUEUED,
-          START_STAGING, LAUNCHED, ENDING, STOPPED)
+          START_STAGING, GOING, LAUNCHED, ENDING, STOPPED)
 
 OCI_STATUS = {
     QUEUED: CREATING, STAGING: CREATING,
@@ -46,6 +51,7 @@ OCI_STATUS = {
 REPORT_CREATED = "report-created"  # tell create: the container is ready
 REPORT_PENDING = "report-pending"  # tell create: return, the job pends
 GO = "go"                          # let the main session's process run
+RELEASE_START = "release-start"    # the process runs: `start` may return
 FORWARD = "forward"                # pass the signal to the process
 ABORT_TASKS = "abort-tasks"        # tasks prepared: end them unstarted
 SIGNAL_STEP = "signal-step"        # stop the step srun is launching
@@ -57,6 +63,7 @@ AGENT_LINKED = "agent-linked"
 PREPARED = "prepared"
 CREATE_TIMEOUT = "create-timeout"
 START = "start"
+STARTED = "started"                # every task's runtime started the process
 FATAL_KILL = "fatal-kill"          # a signal that ends a process by default
 HARMLESS_KILL = "harmless-kill"    # SIGCHLD, SIGCONT, SIGURG, SIGWINCH
 DELETE = "delete"
@@ -64,7 +71,7 @@ EXEC_REQUEST = "exec"
 INTERRUPT = "interrupt"            # SIGINT/SIGTERM to the anchor itself
 FINISH = "finish"
 TORN_DOWN = "torn-down"
-EVENTS = (AGENT_LINKED, PREPARED, CREATE_TIMEOUT, START, FATAL_KILL, HARMLESS_KILL,
+EVENTS = (AGENT_LINKED, PREPARED, CREATE_TIMEOUT, START, STARTED, FATAL_KILL, HARMLESS_KILL,
           DELETE, EXEC_REQUEST, INTERRUPT, FINISH, TORN_DOWN)
 
 HARMLESS_SIGNALS = frozenset((17, 18, 23, 28))  # CHLD, CONT, URG, WINCH
@@ -101,7 +108,7 @@ TABLE = {
     }),
     READY: dict(_ANY_END, **{
         AGENT_LINKED: SECOND_AGENT,
-        START: (LAUNCHED, [GO]),
+        START: (GOING, [GO]),
         FATAL_KILL: (ENDING, [ABORT_TASKS, STOP]),
         DELETE: (ENDING, [ABORT_TASKS, STOP]),
         EXEC_REQUEST: NOT_RUNNING,
@@ -127,10 +134,20 @@ TABLE = {
     }),
     START_STAGING: dict(_ANY_END, **{
         AGENT_LINKED: SECOND_AGENT,
-        PREPARED: (LAUNCHED, [GO]),
+        PREPARED: (GOING, [GO]),
         START: (None, []),
         FATAL_KILL: _STOP_STEP, DELETE: (ENDING, [SIGNAL_STEP, STOP]),
         EXEC_REQUEST: NOT_STARTED,
+    }),
+    GOING: dict(_ANY_END, **{
+        AGENT_LINKED: SECOND_AGENT,
+        START: (None, []),
+        STARTED: (LAUNCHED, [RELEASE_START]),
+        # The tasks read signals only once their process runs: none is lost.
+        FATAL_KILL: (None, [FORWARD]), HARMLESS_KILL: (None, [FORWARD]),
+        DELETE: (None, [FORWARD]),
+        EXEC_REQUEST: (None, []),
+        INTERRUPT: (None, [FORWARD, STOP_LATER]),
     }),
     LAUNCHED: dict(_ANY_END, **{
         AGENT_LINKED: SECOND_AGENT,
@@ -142,12 +159,14 @@ TABLE = {
     }),
     ENDING: {
         AGENT_LINKED: TOO_LATE, PREPARED: (None, []), CREATE_TIMEOUT: (None, []),
+        STARTED: (None, []),
         START: IS_STOPPED, FATAL_KILL: (None, []), HARMLESS_KILL: (None, []),
         DELETE: (None, []), EXEC_REQUEST: NOT_RUNNING,
         INTERRUPT: (None, []), FINISH: (None, []), TORN_DOWN: (STOPPED, []),
     },
     STOPPED: {
         AGENT_LINKED: TOO_LATE, PREPARED: (None, []), CREATE_TIMEOUT: (None, []),
+        STARTED: (None, []),
         START: IS_STOPPED, FATAL_KILL: NOT_RUNNING, HARMLESS_KILL: NOT_RUNNING,
         DELETE: (None, []), EXEC_REQUEST: NOT_RUNNING,
         INTERRUPT: (None, []), FINISH: (None, []),
@@ -211,6 +230,14 @@ class Lifecycle:
 
     def start(self):
         return self.handle(START)
+
+    def started(self):
+        return self.handle(STARTED)
+
+    @property
+    def starting(self):
+        """Whether `start` must still wait for the process to run."""
+        return self.phase in (READY, GOING)
 
     def kill(self, signum):
         event = HARMLESS_KILL if signum in HARMLESS_SIGNALS else FATAL_KILL

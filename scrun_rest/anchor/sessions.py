@@ -31,6 +31,7 @@ class TaskLink:
         self.streams = set()
         self.expected_streams = ()
         self.container = None
+        self.started = False               # its runtime runs the user's program
         self.status = None
         self.error = None
 
@@ -101,6 +102,9 @@ class Session:
 
     def all_prepared(self):
         return len(self.tasks) == self.ntasks and all(t.prepared for t in self.tasks.values())
+
+    def all_started(self):
+        return len(self.tasks) == self.ntasks and all(t.started for t in self.tasks.values())
 
     def exit_status(self):
         """srun's rule: the highest task exit status wins."""

@@ -71,8 +71,11 @@ class TaskLinks:
 
     def _started(self, session, link, message):
         link.container = message.get("container")
+        link.started = True
         if link.id == 0:
             session.started_event.set()
+        if session.number == 0 and session.all_started():
+            self.anchor.apply(self.anchor.life.started())
 
     def _exited(self, session, link, message):
         link.status = message["status"]

@@ -1,9 +1,13 @@
 """The OCI lifecycle of runtime.md, driven as conmon drives it."""
+import collections
 import json
 import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from scrun_rest.oci.validate import validate_state
 
@@ -102,3 +106,32 @@ def test_version_and_features():
     assert version.stdout.decode().splitlines()[1] == "spec: 1.0.2"
     features = json.loads(runtime("features").stdout)
     assert features["ociVersionMax"] == "1.0.2"
+
+
+# USR1 ends it with 0 once the trap is set; a lost USR1 leaves it to exit 3.
+TRAP = 'trap "exit 0" USR1; sleep 30 & wait $!; exit 3'
+KILL_AT_RUNNING_TRIES = int(os.environ.get("SCRUN_TEST_KILL_TRIES", "200"))
+
+
+def kill_at_running(index):
+    name = "trap-%d-%d" % (os.getpid(), index)
+    started = testbed.podman("run", "-d", "--network=none", "--name", name, testbed.IMAGE,
+                             "sh", "-c", TRAP)
+    try:
+        if started.returncode != 0:
+            return "run failed: %s" % started.stderr.decode(errors="replace").strip()
+        killed = testbed.podman("kill", "-s", "USR1", name)
+        if killed.returncode != 0:
+            return "kill failed: %s" % killed.stderr.decode(errors="replace").strip()
+        return testbed.podman("wait", name, timeout=60).stdout.decode().strip()
+    finally:
+        testbed.podman("rm", "-f", name)
+
+
+@pytest.mark.slow
+def test_a_signal_sent_the_moment_it_runs_is_never_lost():
+    """runtime.md: running means the user's program runs; podman run -d
+    returns after start, and a kill right then must reach the process."""
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = collections.Counter(pool.map(kill_at_running, range(KILL_AT_RUNNING_TRIES)))
+    assert outcomes == {"0": KILL_AT_RUNNING_TRIES}, outcomes

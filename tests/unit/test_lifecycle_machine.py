@@ -17,7 +17,8 @@ PATHS = {
     life.WAITING_STAGING: ["create_timed_out", "agent_linked"],
     life.START_QUEUED: ["create_timed_out", "start"],
     life.START_STAGING: ["create_timed_out", "start", "agent_linked"],
-    life.LAUNCHED: ["agent_linked", "prepared", "start"],
+    life.GOING: ["agent_linked", "prepared", "start"],
+    life.LAUNCHED: ["agent_linked", "prepared", "start", "started"],
     life.ENDING: ["finish"],
     life.STOPPED: ["finish", "torn_down"],
 }
@@ -38,6 +39,7 @@ EVENTS = {
     life.PREPARED: lambda m: m.prepared(),
     life.CREATE_TIMEOUT: lambda m: m.create_timed_out(),
     life.START: lambda m: m.start(),
+    life.STARTED: lambda m: m.started(),
     life.FATAL_KILL: lambda m: m.kill(SIGTERM),
     life.HARMLESS_KILL: lambda m: m.kill(SIGWINCH),
     life.DELETE: lambda m: m.delete(),
@@ -59,6 +61,7 @@ EXPECTED = {
         life.PREPARED: ILLEGAL,
         life.CREATE_TIMEOUT: (life.WAITING, [(life.REPORT_PENDING, None)]),
         life.START: "container c1 is still being created",
+        life.STARTED: ILLEGAL,
         life.FATAL_KILL: (life.ENDING, [STOP_TERM]),
         life.HARMLESS_KILL: (life.QUEUED, []),
         life.DELETE: (life.ENDING, [STOP_KILL]),
@@ -72,6 +75,7 @@ EXPECTED = {
         life.PREPARED: (life.READY, [(life.REPORT_CREATED, None)]),
         life.CREATE_TIMEOUT: (life.WAITING_STAGING, [(life.REPORT_PENDING, None)]),
         life.START: "container c1 is still being created",
+        life.STARTED: ILLEGAL,
         life.FATAL_KILL: (life.ENDING, [STOP_TERM]),
         life.HARMLESS_KILL: (life.STAGING, []),
         life.DELETE: (life.ENDING, [STOP_KILL]),
@@ -84,7 +88,8 @@ EXPECTED = {
         life.AGENT_LINKED: "a second agent for container c1",
         life.PREPARED: ILLEGAL,
         life.CREATE_TIMEOUT: (life.READY, []),
-        life.START: (life.LAUNCHED, [(life.GO, None)]),
+        life.START: (life.GOING, [(life.GO, None)]),
+        life.STARTED: ILLEGAL,
         life.FATAL_KILL: (life.ENDING, [(life.ABORT_TASKS, SIGTERM), STOP_TERM]),
         life.HARMLESS_KILL: (life.READY, []),
         life.DELETE: (life.ENDING, [(life.ABORT_TASKS, SIGKILL), STOP_KILL]),
@@ -98,6 +103,7 @@ EXPECTED = {
         life.PREPARED: ILLEGAL,
         life.CREATE_TIMEOUT: (life.WAITING, []),
         life.START: (life.START_QUEUED, []),
+        life.STARTED: ILLEGAL,
         life.FATAL_KILL: (life.ENDING, [STOP_TERM]),
         life.HARMLESS_KILL: (life.WAITING, []),
         life.DELETE: (life.ENDING, [STOP_KILL]),
@@ -111,6 +117,7 @@ EXPECTED = {
         life.PREPARED: (life.READY, []),
         life.CREATE_TIMEOUT: (life.WAITING_STAGING, []),
         life.START: (life.START_STAGING, []),
+        life.STARTED: ILLEGAL,
         life.FATAL_KILL: (life.ENDING, [(life.SIGNAL_STEP, SIGTERM), STOP_TERM]),
         life.HARMLESS_KILL: (life.WAITING_STAGING, []),
         life.DELETE: (life.ENDING, [(life.SIGNAL_STEP, SIGKILL), STOP_KILL]),
@@ -124,6 +131,7 @@ EXPECTED = {
         life.PREPARED: ILLEGAL,
         life.CREATE_TIMEOUT: (life.START_QUEUED, []),
         life.START: (life.START_QUEUED, []),
+        life.STARTED: ILLEGAL,
         life.FATAL_KILL: (life.ENDING, [STOP_TERM]),
         life.HARMLESS_KILL: (life.START_QUEUED, []),
         life.DELETE: (life.ENDING, [STOP_KILL]),
@@ -134,9 +142,10 @@ EXPECTED = {
     },
     life.START_STAGING: {
         life.AGENT_LINKED: "a second agent for container c1",
-        life.PREPARED: (life.LAUNCHED, [(life.GO, None)]),
+        life.PREPARED: (life.GOING, [(life.GO, None)]),
         life.CREATE_TIMEOUT: (life.START_STAGING, []),
         life.START: (life.START_STAGING, []),
+        life.STARTED: ILLEGAL,
         life.FATAL_KILL: (life.ENDING, [(life.SIGNAL_STEP, SIGTERM), STOP_TERM]),
         life.HARMLESS_KILL: (life.START_STAGING, []),
         life.DELETE: (life.ENDING, [(life.SIGNAL_STEP, SIGKILL), STOP_KILL]),
@@ -145,8 +154,24 @@ EXPECTED = {
         life.FINISH: (life.ENDING, []),
         life.TORN_DOWN: ILLEGAL,
     },
+    life.GOING: {
+        life.AGENT_LINKED: "a second agent for container c1",
+        life.PREPARED: ILLEGAL,
+        life.CREATE_TIMEOUT: (life.GOING, []),
+        life.START: (life.GOING, []),
+        life.STARTED: (life.LAUNCHED, [(life.RELEASE_START, None)]),
+        life.FATAL_KILL: (life.GOING, [(life.FORWARD, SIGTERM)]),
+        life.HARMLESS_KILL: (life.GOING, [(life.FORWARD, SIGWINCH)]),
+        life.DELETE: (life.GOING, [(life.FORWARD, SIGKILL)]),
+        life.EXEC_REQUEST: (life.GOING, []),
+        life.INTERRUPT: (life.GOING, [(life.FORWARD, SIGTERM),
+                                      (life.STOP_LATER, 128 + SIGTERM)]),
+        life.FINISH: (life.ENDING, []),
+        life.TORN_DOWN: ILLEGAL,
+    },
     life.LAUNCHED: {
         life.AGENT_LINKED: "a second agent for container c1",
+        life.STARTED: ILLEGAL,
         life.PREPARED: ILLEGAL,
         life.CREATE_TIMEOUT: (life.LAUNCHED, []),
         life.START: (life.LAUNCHED, []),
@@ -164,6 +189,7 @@ EXPECTED = {
         life.PREPARED: (life.ENDING, []),
         life.CREATE_TIMEOUT: (life.ENDING, []),
         life.START: "container c1 is stopped",
+        life.STARTED: (life.ENDING, []),
         life.FATAL_KILL: (life.ENDING, []),
         life.HARMLESS_KILL: (life.ENDING, []),
         life.DELETE: (life.ENDING, []),
@@ -177,6 +203,7 @@ EXPECTED = {
         life.PREPARED: (life.STOPPED, []),
         life.CREATE_TIMEOUT: (life.STOPPED, []),
         life.START: "container c1 is stopped",
+        life.STARTED: (life.STOPPED, []),
         life.FATAL_KILL: "container c1 is not running",
         life.HARMLESS_KILL: "container c1 is not running",
         life.DELETE: (life.STOPPED, []),
@@ -223,9 +250,22 @@ def test_oci_status_of_each_phase(phase):
     expected = {life.QUEUED: "creating", life.STAGING: "creating", life.READY: "created",
                 life.WAITING: "created", life.WAITING_STAGING: "created",
                 life.START_QUEUED: "running", life.START_STAGING: "running",
+                life.GOING: "created",  # until the process runs
                 life.LAUNCHED: "running", life.ENDING: "creating",  # kept from QUEUED
                 life.STOPPED: "stopped"}[phase]
     assert machine.status == expected
+
+
+def test_going_keeps_running_when_start_came_while_the_job_pended():
+    machine = machine_in(life.START_STAGING)
+    assert machine.prepared() == [(life.GO, None)]
+    assert (machine.phase, machine.status) == (life.GOING, "running")
+    assert machine.started() == [(life.RELEASE_START, None)]
+    assert (machine.phase, machine.status) == (life.LAUNCHED, "running")
+
+
+def test_start_waits_only_until_the_process_runs():
+    assert [p for p in life.PHASES if machine_in(p).starting] == [life.READY, life.GOING]
 
 
 def test_ending_keeps_the_status_it_came_from_until_stopped():

@@ -10,7 +10,7 @@ def runtime_keys(values):
 
 def test_defaults_offer_both_ways():
     assert runtime_keys({}) == ["RunTimeCreate", "RunTimeDelete", "RunTimeKill",
-                                "RunTimeRun", "RunTimeStart"]
+                                "RunTimeQuery", "RunTimeRun", "RunTimeStart"]
 
 
 def test_a_users_run_command_is_not_overtaken_by_our_create_start():
