@@ -3,6 +3,7 @@
 Python 3.6+, stdlib only.
 """
 import os
+import re
 
 from scrun_rest import conf_lines
 
@@ -51,30 +52,67 @@ def merge(submit_settings, node_conf):
 
 
 def quote_all(args):
-    return " ".join("'" + str(arg).replace("'", "'\\''") + "'" for arg in args)
+    return " ".join(quote(arg) for arg in args)
+
+
+def quote(value):
+    """One shell word that stands for value, whatever it holds."""
+    return "'" + str(value).replace("'", "'\\''") + "'"
+
+
+def quote_inside(value, quoting):
+    """value as shell text within the pattern's own quoting at that point
+    (None, "'" or '"'), so a site that quotes %r itself still gets one word."""
+    value = str(value)
+    if quoting == "'":
+        return value.replace("'", "'\\''")
+    if quoting == '"':
+        return re.sub(r'([\\"$`])', r"\\\1", value)
+    return quote(value)
 
 
 def expand(pattern, values):
-    """Replace oci.conf's %-letters; values maps each letter to its text."""
+    """Replace oci.conf's %-letters; values maps each letter to its text.
+
+    The result runs through /bin/sh -c, and values come from the user and
+    the image (a rootfs path, a bundle): each lands as literal text, never
+    as shell syntax. %@ is already a list of quoted arguments."""
     out = []
+    quoting = None
     index = 0
     while index < len(pattern):
         char = pattern[index]
-        if char != "%":
-            out.append(char)
-            index += 1
+        if char == "%":
+            if index + 1 >= len(pattern):
+                raise PatternError("pattern %r ends with a lone %%" % pattern)
+            letter = pattern[index + 1]
+            if letter == "%":
+                out.append("%")
+            elif letter == "@" and letter in values:
+                out.append(values[letter])  # quoted argument by argument
+            elif letter in values:
+                out.append(quote_inside(values[letter], quoting))
+            else:
+                raise PatternError("pattern %r uses unknown %%%s" % (pattern, letter))
+            index += 2
             continue
-        if index + 1 >= len(pattern):
-            raise PatternError("pattern %r ends with a lone %%" % pattern)
-        letter = pattern[index + 1]
-        if letter == "%":
-            out.append("%")
-        elif letter in values:
-            out.append(str(values[letter]))
-        else:
-            raise PatternError("pattern %r uses unknown %%%s" % (pattern, letter))
-        index += 2
+        if char == "\\" and quoting != "'" and pattern[index + 1:index + 2] not in ("", "%"):
+            # An escaped character, a quote included, leaves the quoting as it is.
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if quoting is None and char in "'\"":
+            quoting = char
+        elif char == quoting:
+            quoting = None
+        out.append(char)
+        index += 1
     return "".join(out)
+
+
+def container_name(values):
+    """Slurm's container id for a task, %n.%u.%j.%s.%t, as plain text."""
+    return ".".join(str(values[letter]) for letter in "nujst")
 
 
 def pattern_values(bundle, rootfs, env_file, spool_dir, args, task_pid):

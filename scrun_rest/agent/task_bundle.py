@@ -47,7 +47,7 @@ def prepare(setup, settings, workdir):
     write_private(env_file, "".join("%s\n" % e for e in adapted["process"]["env"]))
     pattern = settings.get("RunTimeRun")
     create, start = settings.get("RunTimeCreate"), settings.get("RunTimeStart")
-    values["container"] = oci_conf.expand("%n.%u.%j.%s.%t", values)
+    values["container"] = oci_conf.container_name(values)
     if create and start and not terminal:
         # The container then holds its stdio itself: no copy by runc.
         return Plan(mode, oci_conf.expand(create, values), values,

@@ -13,8 +13,9 @@ def test_pattern_letters():
     values = {"@": "'a' 'b c'", "b": "/b", "e": "/e", "j": "7", "m": "/m", "n": "n1",
               "p": "42", "r": "/r", "s": "0", "t": "1", "u": "u", "U": "1000"}
     pattern = "runc --root=/run/user/%U/ run %n.%u.%j.%s.%t -b %b %% %@"
+    # Each value is quoted; sh joins '1000' into the word around it.
     assert oci_conf.expand(pattern, values) == \
-        "runc --root=/run/user/1000/ run n1.u.7.0.1 -b /b % 'a' 'b c'"
+        "runc --root=/run/user/'1000'/ run 'n1'.'u'.'7'.'0'.'1' -b '/b' % 'a' 'b c'"
     with pytest.raises(oci_conf.PatternError, match="unknown %x"):
         oci_conf.expand("run %x", values)
     with pytest.raises(oci_conf.PatternError):

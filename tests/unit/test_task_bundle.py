@@ -1,6 +1,7 @@
 """What a task prepares on its node before the runtime runs (agent/task_bundle.py)."""
 import json
 import os
+import shlex
 import stat
 
 import pytest
@@ -43,8 +44,8 @@ def test_without_a_terminal_the_container_is_created_then_started(setup_for, nod
     assert problem is None
     name = plan.values["container"]
     assert name.startswith("n2.") and name.endswith(".42.3.1")
-    assert plan.command == "runc create %s -b %s" % (name, workdir)
-    assert plan.start == "runc start %s" % name
+    assert shlex.split(plan.command) == ["runc", "create", name, "-b", workdir]
+    assert shlex.split(plan.start) == ["runc", "start", name]
     written = os.path.join(workdir, "config.json")
     assert stat.S_IMODE(os.stat(written).st_mode) == 0o600
     env = json.load(open(written))["process"]["env"]
