@@ -37,18 +37,19 @@ DEFAULTS = {
     "CreateTimeout": "200",
     "AgentPython": "python3",
     "JobOutput": "/dev/null",
-    # runc --rootless keeps its state in the user's runtime dir on the node;
+    # runc --rootless keeps its state in %R, /run/user/UID where the node
+    # has it, else a private dir of the task (agent/runtime_root.py);
     # %n.%u.%j.%s.%t names each task's container uniquely.
-    "RunTimeRun": "runc --rootless=true --root=/run/user/%U/ run %n.%u.%j.%s.%t -b %b",
+    "RunTimeRun": "runc --rootless=true --root=%R run %n.%u.%j.%s.%t -b %b",
     # Without a terminal the task shim uses create/start instead: the
     # container then writes into its stdio itself, where `runc run` would
     # copy every byte (agent/detached.py; a third more throughput).
-    "RunTimeCreate": "runc --rootless=true --root=/run/user/%U/ create %n.%u.%j.%s.%t -b %b",
-    "RunTimeStart": "runc --rootless=true --root=/run/user/%U/ start %n.%u.%j.%s.%t",
+    "RunTimeCreate": "runc --rootless=true --root=%R create %n.%u.%j.%s.%t -b %b",
+    "RunTimeStart": "runc --rootless=true --root=%R start %n.%u.%j.%s.%t",
     # Asked after `runc run`, until the user's program runs (agent/task.py).
-    "RunTimeQuery": "runc --rootless=true --root=/run/user/%U/ state %n.%u.%j.%s.%t",
-    "RunTimeKill": "runc --rootless=true --root=/run/user/%U/ kill -a %n.%u.%j.%s.%t",
-    "RunTimeDelete": "runc --rootless=true --root=/run/user/%U/ delete --force %n.%u.%j.%s.%t",
+    "RunTimeQuery": "runc --rootless=true --root=%R state %n.%u.%j.%s.%t",
+    "RunTimeKill": "runc --rootless=true --root=%R kill -a %n.%u.%j.%s.%t",
+    "RunTimeDelete": "runc --rootless=true --root=%R delete --force %n.%u.%j.%s.%t",
     "SrunPath": "srun",
 }
 

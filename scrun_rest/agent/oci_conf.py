@@ -115,8 +115,10 @@ def container_name(values):
     return ".".join(str(values[letter]) for letter in "nujst")
 
 
-def pattern_values(bundle, rootfs, env_file, spool_dir, args, task_pid):
-    """The %-letters for the task this process runs (from srun's environment)."""
+def pattern_values(bundle, rootfs, env_file, spool_dir, args, task_pid, runtime_root):
+    """The %-letters for the task this process runs (from srun's environment).
+
+    Slurm's letters, and %R, ours: the runtime root (agent/runtime_root.py)."""
     import pwd
     uid = os.getuid()
     try:
@@ -128,7 +130,7 @@ def pattern_values(bundle, rootfs, env_file, spool_dir, args, task_pid):
         "@": quote_all(args), "b": bundle, "e": env_file,
         "j": env.get("SLURM_JOB_ID", "0"), "m": spool_dir,
         "n": env.get("SLURMD_NODENAME") or env.get("SLURM_TOPOLOGY_ADDR") or os.uname()[1],
-        "p": str(task_pid), "r": rootfs,
+        "p": str(task_pid), "r": rootfs, "R": runtime_root,
         "s": env.get("SLURM_STEP_ID", "0"), "t": env.get("SLURM_PROCID", "0"),
         "u": user, "U": str(uid),
     }

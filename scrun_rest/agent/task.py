@@ -159,7 +159,8 @@ class Task:
             self.send("exit", status=127, error=text)
             return 127
         self._wait_until_running()
-        self.send("started", pid=self.process.pid, container=self.plan.values.get("container"))
+        self.send("started", pid=self.process.pid, container=self.plan.values.get("container"),
+                  root=self.plan.values.get("R"))
         threading.Thread(target=self._control_loop, daemon=True).start()
         status = exit_status(self.process.wait())
         # Clean up before waiting for the streams to drain: Slurm may be

@@ -9,10 +9,10 @@ import json
 import os
 import re
 
-from scrun_rest.agent import node_config, oci_conf
+from scrun_rest.agent import node_config, oci_conf, runtime_root
 from scrun_rest.oci import rootfs_lookup
 
-DEFAULT_EXEC = "runc --rootless=true --root=/run/user/%U/ exec"
+DEFAULT_EXEC = "runc --rootless=true --root=%R exec"
 
 
 class Plan:
@@ -35,8 +35,11 @@ def prepare(setup, settings, workdir):
     if problem:
         return None, problem
     env_file = os.path.join(workdir, "environment")
+    # An exec must find its container where the container's task made it.
+    root = setup.get("root") if mode == "exec" else None
     values = oci_conf.pattern_values(workdir, rootfs, env_file, workdir,
-                                     (process or {}).get("args") or [], os.getpid())
+                                     (process or {}).get("args") or [], os.getpid(),
+                                     root or runtime_root.choose(workdir))
     if mode == "exec":
         return Plan(mode, _exec_command(setup, settings, workdir, values, terminal),
                     values), None

@@ -260,8 +260,12 @@ class Anchor:
         self.agent.send("launch", session=session.number, srun_args=args,
                         env=self.job_output_env())
 
+    def main_task(self):
+        """The link of the container's task 0, once it has one."""
+        return self.main.tasks.get(0) if self.main else None
+
     def main_container_name(self):
-        task = self.main.tasks.get(0) if self.main else None
+        task = self.main_task()
         return task.container if task else None
 
     # -- sessions ----------------------------------------------------------------

@@ -19,6 +19,7 @@ AGENT_MODULES = (
     "scrun_rest.agent.pty_streams",
     "scrun_rest.agent.leftovers",
     "scrun_rest.agent.oci_conf",
+    "scrun_rest.agent.runtime_root",
     "scrun_rest.agent.node_config",
     "scrun_rest.agent.task_boot",
     "scrun_rest.tunnel.wire",

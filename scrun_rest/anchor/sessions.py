@@ -32,6 +32,7 @@ class TaskLink:
         self.expected_streams = ()
         self.container = None
         self.started = False               # its runtime runs the user's program
+        self.runtime_root = None
         self.status = None
         self.error = None
 

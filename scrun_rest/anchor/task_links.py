@@ -72,6 +72,7 @@ class TaskLinks:
     def _started(self, session, link, message):
         link.container = message.get("container")
         link.started = True
+        link.runtime_root = message.get("root")
         if link.id == 0:
             session.started_event.set()
         if session.number == 0 and session.all_started():
@@ -104,8 +105,11 @@ class TaskLinks:
         if session.window:
             fields["rows"], fields["cols"] = session.window
         if session.kind == "exec":
+            main = self.anchor.main_task()
             fields["process"] = session.process
-            fields["container"] = self.anchor.main_container_name()
+            fields["container"] = main.container
+            # runc finds the container only under the root it was made in.
+            fields["root"] = main.runtime_root
         return task_message("setup", **fields)
 
 

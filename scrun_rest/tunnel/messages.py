@@ -54,14 +54,15 @@ TASK_TO_ANCHOR = {
     # Bundle ready, streams dialled: waiting for go.
     "prepared": {},
     # The runtime runs the container's process.
-    "started": {"pid": INT, "container": STR + "?"},
+    # root: the container's runtime root (%R), for an exec that joins it.
+    "started": {"pid": INT, "container": STR + "?", "root": STR + "?"},
     "exit": {"status": INT, "error": STR + "?"},
 }
 
 ANCHOR_TO_TASK = {
     "setup": {"mode": STR, "config": OBJECT, "streams": STR_LIST, "env": STR_MAP,
               "settings": STR_MAP, "rows": INT + "?", "cols": INT + "?",
-              "process": OBJECT + "?", "container": STR + "?"},
+              "process": OBJECT + "?", "container": STR + "?", "root": STR + "?"},
     "go": {"rows": INT + "?", "cols": INT + "?"},
     # The container is stopped before it ran: end without starting it.
     "abort": {},
