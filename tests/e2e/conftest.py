@@ -61,20 +61,24 @@ def nothing_left_behind(request):
     assert not problems, "; ".join(problems)
 
 
-@pytest.fixture
-def bundle():
-    """A rootless bundle the test user owns, as podman would prepare one,
-    for tests that drive the runtime directly as conmon does."""
-    path = "/tmp/scrun-e2e-bundle-%d" % os.getpid()
+def make_bundle(path, args, owner=testbed.USER, terminal=False):
+    """A rootless bundle owner owns, as podman would prepare one, for tests
+    that drive the runtime directly as conmon does."""
     shutil.rmtree(path, ignore_errors=True)
     shutil.copytree(testbed.ROOTFS, path + "/rootfs", symlinks=True)
     subprocess.run(["runc", "spec", "--rootless", "--bundle", path], check=True)
     with open(path + "/config.json") as handle:
         config = json.load(handle)
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["sleep", "300"]
+    config["process"]["terminal"] = terminal
+    config["process"]["args"] = args
     with open(path + "/config.json", "w") as handle:
         json.dump(config, handle)
-    subprocess.run(["chown", "-R", testbed.USER, path], check=True)
+    subprocess.run(["chown", "-R", owner, path], check=True)
+    return path
+
+
+@pytest.fixture
+def bundle():
+    path = make_bundle("/tmp/scrun-e2e-bundle-%d" % os.getpid(), ["sleep", "300"])
     yield path
     shutil.rmtree(path, ignore_errors=True)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from . import testbed
-from .conftest import Engine
+from .conftest import Engine, make_bundle
 from .testbed import (IMAGE, RUNTIME, Terminal, container_state, rest_job,
                       spool_dirs, user_command, user_jobs, wait_until)
 # Settings go in the user's own scrun-rest.conf: podman passes no
@@ -143,19 +143,9 @@ def test_ctrl_c_stops_an_attached_container(engine):
 @pytest.fixture
 def tty_bundle():
     """A rootless bundle of the test user's whose process wants a terminal."""
-    import json
     import shutil
-    path = "/tmp/scrun-e2e-tty-bundle-%d" % os.getpid()
-    shutil.rmtree(path, ignore_errors=True)
-    shutil.copytree("/var/lib/scrun-testbed/busybox-rootfs", path + "/rootfs", symlinks=True)
-    subprocess.run(["runc", "spec", "--rootless", "--bundle", path], check=True)
-    with open(path + "/config.json") as handle:
-        config = json.load(handle)
-    config["process"]["terminal"] = True
-    config["process"]["args"] = ["sh", "-c", "read line; echo got-$line; exit 3"]
-    with open(path + "/config.json", "w") as handle:
-        json.dump(config, handle)
-    subprocess.run(["chown", "-R", testbed.USER, path], check=True)
+    path = make_bundle("/tmp/scrun-e2e-tty-bundle-%d" % os.getpid(),
+                       ["sh", "-c", "read line; echo got-$line; exit 3"], terminal=True)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -25,6 +25,10 @@ FACTS = _facts()
 USER = os.environ.get("SCRUN_TEST_USER", FACTS.get("TB_USER", "scruntest"))
 UID = int(os.environ.get("SCRUN_TEST_UID", FACTS.get("TB_UID", "2000")))
 OTHER_USER = FACTS.get("TB_OTHER_USER", "scrunother")
+# A test user who never logs in, so that the node (this machine) has no
+# /run/user/UID for it, as most users on a cluster's compute nodes.
+BARE_USER = FACTS.get("TB_BARE_USER")
+BARE_UID = int(FACTS.get("TB_BARE_UID", "-1"))
 HOME = "/home/%s" % USER
 RUNTIME_DIR = "/run/user/%d" % UID
 SPOOL_ROOT = RUNTIME_DIR + "/scrun-rest"
@@ -56,6 +60,21 @@ def as_user(argv, user=USER, uid=UID, input=None, timeout=120, env=None):
     base += ["%s=%s" % kv for kv in (env or {}).items()]
     return subprocess.run(base + list(argv), input=input, capture_output=True,
                           timeout=timeout, cwd="/tmp")
+
+
+def create_container(bundle, cid, user=USER, uid=UID):
+    """`create` as conmon runs it, with its stdio on files: the anchor keeps
+    them, as it keeps conmon's pipes, so a pipe here would never reach EOF.
+    The container's output ends up in BUNDLE/out and BUNDLE/err."""
+    with open(bundle + "/out", "wb") as out, open(bundle + "/err", "w+b") as err:
+        result = subprocess.run(
+            ["runuser", "-u", user, "--", "env", "-i", "HOME=/home/%s" % user,
+             "XDG_RUNTIME_DIR=/run/user/%d" % uid, "PATH=/usr/bin:/bin",
+             RUNTIME, "create", "--bundle", bundle, "--pid-file", bundle + "/pid", cid],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=120, cwd="/tmp")
+        err.seek(0)
+        result.stderr = err.read()
+    return result
 
 
 def podman(*args, input=None, timeout=120, runtime=RUNTIME):
