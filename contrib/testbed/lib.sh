@@ -17,6 +17,10 @@ TB_USER=scruntest
 TB_UID=2000
 TB_OTHER_USER=scrunother
 TB_OTHER_UID=2001
+# A user who never logs in: no /run/user/UID, as on a compute node where
+# the user has no session (slurmd does not make it).
+TB_BARE_USER=scrunbare
+TB_BARE_UID=2002
 # Extra test users ("name:uid ..."), so several developers can run the
 # end-to-end suite at once without seeing each other's jobs.
 TB_DEV_USERS=${TB_DEV_USERS:-}

@@ -6,7 +6,8 @@
 #
 #   Slurm 22.05: munged, slurmctld, slurmd (node "localhost", partitions
 #     debug (default) and other), slurmrestd on 127.0.0.1:6820 with JWT auth
-#   users scruntest (2000) and scrunother (2001), with subuids and /run/user/UID
+#   users scruntest (2000) and scrunother (2001), with subuids and /run/user/UID;
+#     scrunbare (2002) without /run/user/UID, as a user who never logged in
 #   rootless podman for scruntest, rootful podman, docker (dockerd + containerd),
 #     each with the image localhost/busybox and the runtime "scrun-rest"
 #   /opt/scrun-rest: the runtime's venv (install-runtime.sh)
@@ -76,8 +77,8 @@ stage "users, subordinate ids, /run/user, /dev/net/tun"
 if ! id slurmrestd >/dev/null 2>&1; then
     useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin slurmrestd
 fi
-add_user() {  # name uid subid-start
-    local name=$1 uid=$2 sub=$3
+add_user() {  # name uid subid-start [no-runtime-dir]
+    local name=$1 uid=$2 sub=$3 runtime_dir=${4:-yes}
     if ! id "$name" >/dev/null 2>&1; then
         useradd --uid "$uid" --user-group --create-home --home-dir "/home/$name" \
             --shell /bin/bash "$name"
@@ -88,12 +89,15 @@ add_user() {  # name uid subid-start
         touch "$f"
         grep -q "^$name:" "$f" || echo "$name:$sub:65536" >>"$f"
     done
-    install -d -o "$name" -g "$name" -m 0700 "/run/user/$uid"
+    [[ $runtime_dir == no-runtime-dir ]] ||
+        install -d -o "$name" -g "$name" -m 0700 "/run/user/$uid"
     # Slurm jobs start in the submit directory; keep it reachable.
     chmod 0755 "/home/$name"
 }
 add_user "$TB_USER" "$TB_UID" 200000
 add_user "$TB_OTHER_USER" "$TB_OTHER_UID" 300000
+# Far above the TB_DEV_USERS ranges (400000 on, 65536 each).
+add_user "$TB_BARE_USER" "$TB_BARE_UID" 1000000 no-runtime-dir
 sub=400000
 for entry in $TB_DEV_USERS; do
     add_user "${entry%%:*}" "${entry##*:}" "$sub"
@@ -381,6 +385,7 @@ EOF
 }
 user_scrun_conf "$TB_USER"
 user_scrun_conf "$TB_OTHER_USER"
+user_scrun_conf "$TB_BARE_USER"
 for entry in $TB_DEV_USERS; do user_scrun_conf "${entry%%:*}"; done
 
 # ---------------------------------------------------------------------------
@@ -402,6 +407,8 @@ TB_USER=$TB_USER
 TB_UID=$TB_UID
 TB_OTHER_USER=$TB_OTHER_USER
 TB_OTHER_UID=$TB_OTHER_UID
+TB_BARE_USER=$TB_BARE_USER
+TB_BARE_UID=$TB_BARE_UID
 TB_IMAGE=$TB_IMAGE
 TB_ROOTFS=$TB_ROOTFS
 TB_ROOTFS_TAR=$ROOTFS_TAR
