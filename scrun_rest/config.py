@@ -7,6 +7,7 @@ import os
 
 from . import conf_lines
 from .errors import UserError
+from .job_options import INPUT_VARIABLES
 
 # Keys we know, in their canonical spelling. Lookups are case-insensitive like
 # slurm.conf, but an unknown key is an error so typos do not pass silently.
@@ -25,7 +26,9 @@ KNOWN_KEYS = (
     "DisableCleanup", "MountSpoolDir", "ContainerPath", "SrunPath",
     "SrunArgs", "StdIODebug", "SyslogDebug", "FileDebug",
 )
-_CANONICAL = {k.lower(): k for k in KNOWN_KEYS}
+# scrun(1)'s SCRUN_* input variables may be set here too: the one way for a
+# podman user to set those that config.json may not (job_options.py).
+_CANONICAL = {k.lower(): k for k in KNOWN_KEYS + tuple(sorted(INPUT_VARIABLES))}
 
 DEFAULTS = {
     "RestTimeout": "30",
@@ -173,6 +176,10 @@ class Config:
         if not 0 < low <= high < 65536:
             raise UserError("TunnelPortRange=%s is outside 1-65535" % text)
         return (low, high)
+
+    def input_variables(self):
+        """The SCRUN_* variables the file sets."""
+        return {k: v for k, v in self._values.items() if k in INPUT_VARIABLES}
 
     def oci_settings(self):
         return {k: self._values[k] for k in OCI_CONF_KEYS if self._values.get(k)}

@@ -44,7 +44,6 @@ class JobAgent:
         self.last_heard = time.monotonic()
         self.finished = threading.Event()
         self.exit_code = 0
-        self.task_key = None
         self._code_blob = None
         self.settings = {}
         self.dispatch = messages.Dispatcher(messages.ANCHOR_TO_AGENT, {
@@ -160,7 +159,6 @@ class JobAgent:
         pass
 
     def _on_welcome(self, message):
-        self.task_key = message["task_key"]
         self.settings = message["settings"]
 
     def _on_launch(self, message):
@@ -203,9 +201,12 @@ class JobAgent:
         session = message["session"]
         env = self._step_env(message)
         env[task_boot.CODE_ENV] = self._code_for_tasks()
+        # Only the step's one-use ticket: the environment of srun and of every
+        # task keeps it for their lifetime, where anyone who may read
+        # /proc/PID/environ finds it, and by then it opens nothing.
         env["SCRUN_REST_TASK"] = json.dumps({
             "host": self.params["host"], "port": self.params["port"],
-            "key": self.task_key, "session": session, "tls": self.params.get("tls")})
+            "ticket": message["ticket"], "session": session, "tls": self.params.get("tls")})
         command = self._srun(["--input=none"] + message["srun_args"]
                              + ["--"] + task_boot.task_argv(sys.executable))
         try:

@@ -45,7 +45,9 @@ def exit_status(returncode):
 class Task:
     def __init__(self, spec):
         self.host, self.port = spec["host"], int(spec["port"])
-        self.key = bytes.fromhex(spec["key"])
+        # The control link proves the step's one-use ticket; its setup brings
+        # the task key the streams prove (anchor/sessions.py).
+        self.key = bytes.fromhex(spec["ticket"])
         self.tls_pin = spec.get("tls")
         env = os.environ
         self.identity = {
@@ -108,6 +110,7 @@ class Task:
             messages.check(messages.ANCHOR_TO_TASK, setup)
             if setup["t"] != "setup":
                 _out_of_turn(setup)
+            self.key = _task_key(setup)
         except messages.ProtocolError as exc:
             _log_protocol_error(exc)
             return 1
@@ -381,6 +384,13 @@ def _queried_status(command):
         return json.loads(out.decode()).get("status")
     except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
         return None
+
+
+def _task_key(setup):
+    try:
+        return bytes.fromhex(setup["key"])
+    except ValueError:
+        raise messages.ProtocolError("the task key is not hex")
 
 
 def _out_of_turn(message):

@@ -36,6 +36,8 @@ class AnchorSetup:
         self.make_rest_client = None
         self.user_name = None
         self.log_settings = None
+        # SCRUN_* that config.json set but may not (job_options.FROM_CONTAINER).
+        self.ignored_variables = []
         self.created = time.time()
         self.submission_bundle = None
         self.submission_config_file = None

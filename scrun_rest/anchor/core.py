@@ -181,6 +181,9 @@ class Anchor:
         kind = messages.check_role(role)
         if kind == "agent":
             return self.job_secret if self.life.awaiting_agent else None
+        if kind == "task":
+            session = self.sessions.get(role["session"])
+            return session.ticket_for(role["task"]) if session is not None else None
         return self.task_key
 
     def on_tunnel_connection(self, sock, role, peer):
@@ -215,7 +218,7 @@ class Anchor:
         self.job_identity = message["identity"]
         log.info("job %s started on %s (python %s)", self.life.job_id,
                  message.get("nodelist"), message["python"])
-        self.agent.send("welcome", task_key=self.task_key.hex(), settings=self.setup.settings)
+        self.agent.send("welcome", settings=self.setup.settings)
         # Not awaited: stage_in may run remote commands, whose answers arrive
         # on this very connection.
         self.tasks.start(self.stage_and_launch(), "staging and launch")
@@ -258,7 +261,7 @@ class Anchor:
         if node:
             args += ["--nodes=1", "--nodelist=%s" % node]
         self.agent.send("launch", session=session.number, srun_args=args,
-                        env=self.job_output_env())
+                        env=self.job_output_env(), ticket=session.ticket.hex())
 
     def main_task(self):
         """The link of the container's task 0, once it has one."""

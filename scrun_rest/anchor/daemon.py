@@ -137,6 +137,15 @@ def _record_crash(setup):
         pass
 
 
+def warn_about_ignored(variables):
+    """One line per SCRUN_* that config.json (the image, `podman run -e`) set
+    but may not: the user learns where to set it instead."""
+    for name in variables:
+        log.warning("ignored %s from config.json's process.env: it acts outside the "
+                    "container, so only create's environment or scrun-rest.conf may set it",
+                    name)
+
+
 def run_anchor(setup):
     from scrun_rest.anchor.core import Anchor
     # Our logs never go to the container's stderr unless asked.
@@ -150,6 +159,7 @@ def run_anchor(setup):
         for handler in logger.handlers:
             other.addHandler(handler)
     log.info("anchor %d for container %s", os.getpid(), setup.container_id)
+    warn_about_ignored(setup.ignored_variables)
     anchor = Anchor(setup)
     try:
         code = asyncio.run(anchor.run())

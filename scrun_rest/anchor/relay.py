@@ -322,20 +322,26 @@ class Source:
         self.on_eof()
 
 
+# The longest unfinished line a labeller holds: output without newlines
+# must not grow the anchor's memory (the container picks what it writes).
+MAX_LABELLED_LINE = 64 << 10
+
+
 class LineLabeller:
-    """Prefix every line with the task id, as `srun --label` does."""
+    """Prefix every line with the task id, as `srun --label` does. A line
+    longer than MAX_LABELLED_LINE goes out in labelled pieces of that size."""
 
     def __init__(self, task):
         self.prefix = ("%d: " % task).encode()
         self.partial = b""
 
     def __call__(self, data):
-        data = self.partial + data
-        head, sep, self.partial = data.rpartition(b"\n")
-        if not sep:
-            self.partial = data
-            return b""
-        return b"".join(self.prefix + line + b"\n" for line in head.split(b"\n"))
+        head, sep, self.partial = (self.partial + data).rpartition(b"\n")
+        lines = head.split(b"\n") if sep else []
+        while len(self.partial) >= MAX_LABELLED_LINE:
+            lines.append(self.partial[:MAX_LABELLED_LINE])
+            self.partial = self.partial[MAX_LABELLED_LINE:]
+        return b"".join(self.prefix + line + b"\n" for line in lines)
 
     def flush(self):
         rest, self.partial = self.partial, b""

@@ -54,6 +54,11 @@ class Session:
         self.labelio = labelio
         self.process = process
         self.window = window
+        # What each task's control link authenticates with, good once per
+        # task: the step's environment carries it on every node for the
+        # task's lifetime (/proc/PID/environ), the task key never
+        # (docs/security.md). The setup hands the task key over that link.
+        self.ticket = os.urandom(32)
         self.tasks = {}
         self.sinks = {}
         self.open_outputs = 0
@@ -100,6 +105,14 @@ class Session:
     # -- tasks --------------------------------------------------------------
     def add_task(self, link):
         self.tasks[link.id] = link
+
+    def ticket_for(self, task_id):
+        """The key a task's control link must prove, or None once that task
+        linked (or cannot be one of ours). Called from handshake threads: it
+        only reads."""
+        if self.ended.is_set() or task_id in self.tasks or not 0 <= task_id < self.ntasks:
+            return None
+        return self.ticket
 
     def all_prepared(self):
         return len(self.tasks) == self.ntasks and all(t.prepared for t in self.tasks.values())

@@ -100,6 +100,7 @@ class TaskLinks:
     def setup_message(self, session, task_id):
         setup = self.anchor.setup
         fields = {"mode": session.kind, "config": setup.compute_config(),
+                  "key": self.anchor.task_key.hex(),
                   "streams": session.streams_for(task_id), "env": setup.container_env(),
                   "settings": setup.settings}
         if session.window:

@@ -38,11 +38,12 @@ def prepare(container_id, bundle, config_doc, parsed, globals_):
     from scrun_rest.oci.rootfs_lookup import check_executable
 
     process = config_doc.get("process") or {}
-    values = job_options.collect(os.environ, process.get("env"))
+    connection = SlurmConnection.load()
+    values, ignored = job_options.collect(connection.config.input_variables(), os.environ,
+                                          process.get("env"))
     options = job_options.parse(values)
     log_settings = globals_.log_settings(options.settings)
     log_settings.apply()  # Lua logs while loading; never onto conmon's stderr
-    connection = SlurmConnection.load()
     setup = AnchorSetup(
         container_id=container_id, bundle=bundle, config_doc=config_doc,
         config_file=os.path.join(bundle, "config.json"),
@@ -57,6 +58,7 @@ def prepare(container_id, bundle, config_doc, parsed, globals_):
         heartbeat=connection.config.get_int("TunnelHeartbeat", minimum=1),
         create_timeout=connection.config.get_int("CreateTimeout", minimum=0),
         agent_python=connection.config.get("AgentPython"),
+        ignored_variables=ignored,
     )
     setup.submission_bundle = bundle
     setup.submission_config_file = setup.config_file

@@ -37,12 +37,13 @@ AGENT_TO_ANCHOR = {
 }
 
 ANCHOR_TO_AGENT = {
-    # The key tasks and streams authenticate with; oci.conf settings.
-    "welcome": {"task_key": STR, "settings": STR_MAP},
+    # oci.conf settings.
+    "welcome": {"settings": STR_MAP},
     "ping": {},
     "pong": {},
-    # Start a step: the container (session 0) or an exec.
-    "launch": {"session": INT, "srun_args": STR_LIST, "env": STR_MAP},
+    # Start a step: the container (session 0) or an exec. The ticket is the
+    # key each task's first link proves it holds, once per task.
+    "launch": {"session": INT, "srun_args": STR_LIST, "env": STR_MAP, "ticket": STR},
     # scrun.lua's remote_command: a script for every node of the job.
     "remote": {"id": INT, "script": STR, "env": STR_MAP},
     # Signal a step's srun (the container is not running yet).
@@ -60,7 +61,8 @@ TASK_TO_ANCHOR = {
 }
 
 ANCHOR_TO_TASK = {
-    "setup": {"mode": STR, "config": OBJECT, "streams": STR_LIST, "env": STR_MAP,
+    # key: the task key its stream links prove they hold.
+    "setup": {"mode": STR, "config": OBJECT, "key": STR, "streams": STR_LIST, "env": STR_MAP,
               "settings": STR_MAP, "rows": INT + "?", "cols": INT + "?",
               "process": OBJECT + "?", "container": STR + "?", "root": STR + "?"},
     "go": {"rows": INT + "?", "cols": INT + "?"},

@@ -41,12 +41,15 @@ def scontrol(*args, check=True):
 
 # -- a running job -----------------------------------------------------------
 def test_a_running_job_carries_the_requested_settings():
-    result = podman(*RUN, *env_args(
-        SCRUN_PARTITION="other", SCRUN_TIMELIMIT="5:00", SCRUN_JOB_NAME="e2e-settings",
-        SCRUN_JOB_NUM_NODES="1", SCRUN_JOB_NODELIST="localhost", SCRUN_NTASKS="2",
-        SCRUN_MEM_PER_NODE="100M",
-        SCRUN_ACCOUNT="e2eacct", SCRUN_WORKING_DIR=testbed.HOME, SCRUN_LABELIO="1"),
-        IMAGE, "sh", "-c", "echo job=$SLURM_JOB_ID tasks=$SLURM_NTASKS part=$SLURM_JOB_PARTITION")
+    # The container's environment may not pick the job's working directory
+    # (Slurm writes output files there): scrun-rest.conf may.
+    with user_config(SCRUN_WORKING_DIR=testbed.HOME):
+        result = podman(*RUN, *env_args(
+            SCRUN_PARTITION="other", SCRUN_TIMELIMIT="5:00", SCRUN_JOB_NAME="e2e-settings",
+            SCRUN_JOB_NUM_NODES="1", SCRUN_JOB_NODELIST="localhost", SCRUN_NTASKS="2",
+            SCRUN_MEM_PER_NODE="100M", SCRUN_ACCOUNT="e2eacct", SCRUN_LABELIO="1"),
+            IMAGE, "sh", "-c",
+            "echo job=$SLURM_JOB_ID tasks=$SLURM_NTASKS part=$SLURM_JOB_PARTITION")
     assert result.returncode == 0, result.stderr
     lines = sorted(lines_of(result.stdout))
     # Two tasks, each line labelled with its task number (SCRUN_LABELIO).
@@ -137,12 +140,12 @@ def test_a_pending_job_carries_dependency_exclusive_constraint_reservation(
         held_job, exclusive_partition, node_feature, reservation, user_dir):
     log_file = user_dir + "/anchor.log"
     # create returns after CreateTimeout while the job pends.
-    with user_config(CreateTimeout="1"):
+    with user_config(CreateTimeout="1", SCRUN_DEBUG="debug", SCRUN_LOG_FILE=log_file):
         started = podman("run", "-d", "--network=none", *env_args(
             SCRUN_DEPENDENCY="afterok:" + held_job, SCRUN_PARTITION=exclusive_partition,
             SCRUN_EXCLUSIVE="user", SCRUN_CONSTRAINT=node_feature,
-            SCRUN_RESERVATION=reservation, SCRUN_CPUS_PER_TASK="2", SCRUN_QOS="e2eqos",
-            SCRUN_DEBUG="debug", SCRUN_LOG_FILE=log_file), IMAGE, "true")
+            SCRUN_RESERVATION=reservation, SCRUN_CPUS_PER_TASK="2", SCRUN_QOS="e2eqos"),
+            IMAGE, "true")
     assert started.returncode == 0, started.stderr
     cid = started.stdout.decode().strip()
     try:
@@ -167,7 +170,6 @@ def test_a_pending_job_carries_dependency_exclusive_constraint_reservation(
 # -- refused settings ----------------------------------------------------------
 @pytest.mark.parametrize("variable,value", [
     ("SCRUN_TIMELIMIT", "abc"), ("SCRUN_NTASKS", "-2"), ("SCRUN_MEM_PER_NODE", "lots"),
-    ("SCRUN_WORKING_DIR", "relative"),
 ])
 def test_a_malformed_value_fails_create_naming_the_variable(variable, value):
     before = user_jobs()
@@ -175,6 +177,28 @@ def test_a_malformed_value_fails_create_naming_the_variable(variable, value):
     assert result.returncode == 126
     assert "%s=%s is invalid" % (variable, value) in result.stderr.decode()
     assert user_jobs() == before
+
+
+def test_a_malformed_value_in_the_config_file_fails_create_too():
+    with user_config(SCRUN_WORKING_DIR="relative"):
+        result = podman(*RUN, IMAGE, "true")
+    assert result.returncode == 126
+    assert "SCRUN_WORKING_DIR=relative is invalid" in result.stderr.decode()
+
+
+def test_the_containers_environment_cannot_act_outside_the_container(user_dir):
+    """An image's ENV lands in process.env as `-e` does: a prolog there would
+    run on the node as the user, a log file would be appended to."""
+    witness, log_file = user_dir + "/prolog-ran", user_dir + "/chosen.log"
+    prolog = user_dir + "/prolog"
+    with open(prolog, "w") as handle:
+        handle.write("#!/bin/sh\ntouch %s\n" % witness)
+    os.chmod(prolog, 0o755)
+    result = podman(*RUN, *env_args(SCRUN_TASK_PROLOG=prolog, SCRUN_PROLOG=prolog,
+                                    SCRUN_LOG_FILE=log_file, SCRUN_DEBUG="debug5"),
+                    IMAGE, "true")
+    assert result.returncode == 0, result.stderr
+    assert not os.path.exists(witness) and not os.path.exists(log_file)
 
 
 def test_a_variable_the_api_cannot_express_is_an_error():

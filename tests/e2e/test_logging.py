@@ -11,6 +11,7 @@ import pytest
 
 from . import testbed
 from .testbed import IMAGE, podman
+from .user_config import user_config
 
 RUN = ("run", "--rm", "--network=none")
 UNHELPFUL = ("unable to retrieve OCI runtime error", "no logs from conmon")
@@ -97,7 +98,10 @@ def test_podman_reads_the_reason_from_the_json_log(user_dir, variable, shown):
 @pytest.mark.parametrize("variable", ["SCRUN_DEBUG", "SCRUN_STDERR_DEBUG",
                                       "SCRUN_SYSLOG_DEBUG", "SCRUN_FILE_DEBUG"])
 def test_an_invalid_level_names_the_variable(variable):
-    result = podman(*RUN, "-e", variable + "=loud", IMAGE, "true")
+    # Log settings come from scrun-rest.conf (or create's environment), never
+    # from the container's.
+    with user_config(**{variable: "loud"}):
+        result = podman(*RUN, IMAGE, "true")
     assert result.returncode == 126
     assert "%s=loud is not one of quiet|fatal|error|info" % variable in result.stderr.decode()
 
@@ -105,22 +109,20 @@ def test_an_invalid_level_names_the_variable(variable):
 SHOW = ("sh", "-c", "echo out; echo err >&2")
 
 
-@pytest.mark.parametrize("podman_flags,variables,debug_lines", [
-    ((), (), False),
-    ((), ("SCRUN_DEBUG=debug5",), True),
-    ((), ("SCRUN_FILE_DEBUG=debug",), True),
-    (("--runtime-flag", "debug"), (), True),  # podman passes --debug to the runtime
+@pytest.mark.parametrize("podman_flags,settings,debug_lines", [
+    ((), {}, False),
+    ((), {"SCRUN_DEBUG": "debug5"}, True),
+    ((), {"SCRUN_FILE_DEBUG": "debug"}, True),
+    (("--runtime-flag", "debug"), {}, True),  # podman passes --debug to the runtime
 ])
-def test_logs_go_to_the_log_file_never_to_the_container(user_dir, podman_flags, variables,
+def test_logs_go_to_the_log_file_never_to_the_container(user_dir, podman_flags, settings,
                                                         debug_lines):
     log_file = user_dir + "/anchor.log"
-    env = []
-    for variable in variables + ("SCRUN_LOG_FILE=" + log_file,):
-        env += ["-e", variable]
     name = "e2e-logs-%s" % testbed.USER
     podman("rm", "-f", name)
-    result = testbed.as_user(["podman", *podman_flags, "--runtime", testbed.RUNTIME,
-                              "run", "--name", name, "--network=none", *env, IMAGE, *SHOW])
+    with user_config(SCRUN_LOG_FILE=log_file, **settings):
+        result = testbed.as_user(["podman", *podman_flags, "--runtime", testbed.RUNTIME,
+                                  "run", "--name", name, "--network=none", IMAGE, *SHOW])
     # What conmon recorded from the very start, before podman attached.
     logs = podman("logs", name)
     podman("rm", "-f", name)
@@ -132,18 +134,20 @@ def test_logs_go_to_the_log_file_never_to_the_container(user_dir, podman_flags, 
     assert ("submitted job" in log) == debug_lines
 
 
-def run_and_log(variable):
-    """podman run SHOW with variable set; (the run, what conmon recorded)."""
+def run_and_log(**setting):
+    """podman run SHOW with setting in scrun-rest.conf; (the run, what conmon
+    recorded)."""
     name = "e2e-log-variable-%s" % testbed.USER
     podman("rm", "-f", name)
-    result = podman("run", "--name", name, "--network=none", "-e", variable, IMAGE, *SHOW)
+    with user_config(**setting):
+        result = podman("run", "--name", name, "--network=none", IMAGE, *SHOW)
     logs = podman("logs", name)
     podman("rm", "-f", name)
     return result, logs
 
 
 def test_stderr_debug_is_the_one_way_into_the_containers_stderr():
-    result, logs = run_and_log("SCRUN_STDERR_DEBUG=info")
+    result, logs = run_and_log(SCRUN_STDERR_DEBUG="info")
     assert result.returncode == 0, result.stderr
     assert result.stdout == logs.stdout == b"out\n"
     lines = logs.stderr.decode().splitlines()
@@ -199,7 +203,7 @@ def syslog(unavailable):
 
 
 def test_syslog_debug_sends_the_anchors_log_to_syslog_only(syslog):
-    result, logs = run_and_log("SCRUN_SYSLOG_DEBUG=info")
+    result, logs = run_and_log(SCRUN_SYSLOG_DEBUG="info")
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
     assert (logs.stdout, logs.stderr) == (b"out\n", b"err\n")

@@ -31,14 +31,15 @@ def user_dir():
 
 @pytest.fixture
 def lua(user_dir):
-    """lua(text): make text the user's scrun.lua until the test ends."""
+    """lua(text, **settings): make text the user's scrun.lua, with settings
+    beside it in scrun-rest.conf, until the test ends."""
     with contextlib.ExitStack() as stack:
-        def install(text):
+        def install(text, **settings):
             path = os.path.join(user_dir, "scrun.lua")
             with open(path, "w") as handle:
                 handle.write(text.replace("@DIR@", user_dir))
             os.chmod(path, 0o644)
-            stack.enter_context(user_config(LuaScript=path))
+            stack.enter_context(user_config(LuaScript=path, **settings))
             return path
 
         yield install
@@ -161,11 +162,10 @@ return slurm.SUCCESS
 
 
 def test_lua_allocator_and_remote_commands_see_the_output_variables(lua, user_dir):
-    lua(RECORDING_SCRIPT)
     log_file = user_dir + "/anchor.log"
+    lua(RECORDING_SCRIPT, SCRUN_LOG_FILE=log_file)
     result = podman("run", "--rm", "--network=none", "--cidfile", user_dir + "/cid",
-                    "--annotation", "e2e.note=hello", "-v", user_dir + ":/out",
-                    "-e", "SCRUN_LOG_FILE=" + log_file, IMAGE,
+                    "--annotation", "e2e.note=hello", "-v", user_dir + ":/out", IMAGE,
                     "sh", "-c", "touch /out/ran; echo out; echo err >&2")
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
@@ -264,6 +264,7 @@ def test_a_broken_script_fails_create_naming_the_problem(lua, script, message):
 
 
 def test_stage_out_runs_after_a_kill_and_its_failure_is_only_logged(lua, user_dir):
+    log_file = user_dir + "/anchor.log"
     lua(r"""
 function slurm_scrun_stage_in() return slurm.SUCCESS end
 function slurm_scrun_stage_out()
@@ -271,10 +272,8 @@ function slurm_scrun_stage_out()
   return slurm.ERROR
 end
 return slurm.SUCCESS
-""")
-    log_file = user_dir + "/anchor.log"
-    started = podman("run", "-d", "--network=none", "-e", "SCRUN_LOG_FILE=" + log_file,
-                     IMAGE, "sleep", "300")
+""", SCRUN_LOG_FILE=log_file)
+    started = podman("run", "-d", "--network=none", IMAGE, "sleep", "300")
     assert started.returncode == 0, started.stderr
     cid = started.stdout.decode().strip()
     try:

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from .testbed import IMAGE, RUNTIME, UID, USER, as_user, podman, wait_until
+from .user_config import user_config
 
 REST_LOG = "/var/log/slurm/slurmrestd.log"
 PYTHON = os.path.join(os.path.dirname(RUNTIME), "python")
@@ -55,7 +56,8 @@ def test_a_container_costs_at_most_4_rest_requests():
     podman(*RUN, IMAGE, "true")
     witness = os.access(REST_LOG, os.R_OK)
     before = rest_log_lines() if witness else None
-    result = podman(*RUN, "-e", "SCRUN_STDERR_DEBUG=debug", IMAGE, "true")
+    with user_config(SCRUN_STDERR_DEBUG="debug"):
+        result = podman(*RUN, IMAGE, "true")
     assert result.returncode == 0, result.stderr[-2000:]
     counted = requests_reported(result.stderr)
     assert 1 <= counted <= 4

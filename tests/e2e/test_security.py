@@ -302,9 +302,10 @@ def test_the_jwt_appears_nowhere():
     signature = token.rsplit(".", 1)[1]
     before = all_user_jobs()
     name = "jwt-%d" % os.getpid()
-    result = testbed.as_user(["podman", "--runtime", RUNTIME, "--runtime-flag", "debug",
-                              "run", "-d", "--network=none", "--name", name,
-                              "-e", "SCRUN_DEBUG=debug5", IMAGE, "sleep", "300"])
+    with user_config(SCRUN_DEBUG="debug5"):
+        result = testbed.as_user(["podman", "--runtime", RUNTIME, "--runtime-flag", "debug",
+                                  "run", "-d", "--network=none", "--name", name,
+                                  IMAGE, "sleep", "300"])
     assert result.returncode == 0, result.stderr
     cid = result.stdout.decode().strip()
     try:

@@ -17,8 +17,8 @@ from scrun_rest.anchor import job_script
 from scrun_rest.tunnel import messages, wire
 
 SECRET = "00" * 32
-SETUP = {"t": "setup", "mode": "run", "config": {}, "streams": ["stdout", "stderr"],
-         "env": {}, "settings": {}}
+SETUP = {"t": "setup", "mode": "run", "config": {}, "key": SECRET,
+         "streams": ["stdout", "stderr"], "env": {}, "settings": {}}
 REFUSED_BY_THE_AGENT = [
     {"t": "bogus"},
     {"t": "launch", "session": 0, "env": {}},
@@ -110,7 +110,7 @@ def test_the_job_script_speaks_the_table_to_an_anchor(tmp_path):
         assert messages.check(messages.AGENT_TO_ANCHOR, wire.recv(conn))["t"] == "started"
         wire.send(conn, {"t": "ping"})
         assert wire.recv(conn) == {"t": "pong"}
-        wire.send(conn, {"t": "launch", "session": 0})
+        wire.send(conn, {"t": "launch", "session": 0, "ticket": "ab"})
         assert wire.recv(conn) is None
         conn.close()
         stderr = agent.communicate(timeout=30)[1]
@@ -147,7 +147,7 @@ class FakeRuntime:
 
 
 def make_task(sock):
-    shim = task.Task({"host": "127.0.0.1", "port": 9, "key": SECRET, "session": 0})
+    shim = task.Task({"host": "127.0.0.1", "port": 9, "ticket": SECRET, "session": 0})
     shim.control = sock
     return shim
 

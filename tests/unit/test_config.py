@@ -111,3 +111,11 @@ def test_unreadable_file_is_a_user_error(tmp_path):
     path.write_bytes(b"\xff\xfe\x00RestUrl")
     with pytest.raises(UserError, match="cannot read config file"):
         Config.load(str(path), environ={})
+
+
+def test_the_file_may_set_scrun_input_variables():
+    """The way for podman users to set those config.json may not."""
+    config = Config(parse_conf_text("scrun_task_prolog=/opt/p\nSCRUN_DEBUG=debug\nJwtFile=/t\n"))
+    assert config.input_variables() == {"SCRUN_TASK_PROLOG": "/opt/p", "SCRUN_DEBUG": "debug"}
+    with pytest.raises(UserError, match="unknown setting 'SCRUN_NO_SUCH'"):
+        parse_conf_text("SCRUN_NO_SUCH=1\n")

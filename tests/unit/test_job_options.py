@@ -9,10 +9,47 @@ def parse(**values):
     return job_options.parse(values)
 
 
-def test_config_json_wins_over_create_environment():
-    values = job_options.collect({"SCRUN_PARTITION": "debug", "PATH": "/x"},
-                                 ["SCRUN_PARTITION=other", "HOME=/root", "SCRUN_QOS=high"])
-    assert values == {"SCRUN_PARTITION": "other", "SCRUN_QOS": "high"}
+def test_config_json_wins_over_create_environment_which_wins_over_the_file():
+    values, ignored = job_options.collect(
+        {"SCRUN_PARTITION": "fromfile", "SCRUN_ACCOUNT": "a"},
+        {"SCRUN_PARTITION": "debug", "PATH": "/x"},
+        ["SCRUN_PARTITION=other", "HOME=/root", "SCRUN_QOS=high"])
+    assert values == {"SCRUN_PARTITION": "other", "SCRUN_QOS": "high", "SCRUN_ACCOUNT": "a"}
+    assert ignored == []
+
+
+HOST_SIDE = ["SCRUN_PROLOG", "SCRUN_EPILOG", "SCRUN_TASK_PROLOG", "SCRUN_TASK_EPILOG",
+             "SCRUN_BURST_BUFFER", "SCRUN_WORKING_DIR", "SCRUN_OPEN_MODE", "SCRUN_PROFILE",
+             "SCRUN_SLURMD_DEBUG", "SCRUN_DEBUG", "SCRUN_FILE_DEBUG", "SCRUN_STDERR_DEBUG",
+             "SCRUN_SYSLOG_DEBUG", "SCRUN_LOG_FILE"]
+
+
+@pytest.mark.parametrize("name", HOST_SIDE)
+def test_the_image_cannot_set_what_acts_outside_the_container(name):
+    """An image's ENV lands in process.env: it may shape the job, no more."""
+    values, ignored = job_options.collect({}, {}, ["%s=/home/u/.bashrc" % name,
+                                                   "SCRUN_PARTITION=debug"])
+    assert values == {"SCRUN_PARTITION": "debug"} and ignored == [name]
+
+
+@pytest.mark.parametrize("name", HOST_SIDE)
+def test_create_environment_and_the_file_may_set_what_acts_outside(name):
+    assert job_options.collect({name: "1"}, {}, [])[0] == {name: "1"}
+    assert job_options.collect({}, {name: "2"}, [])[0] == {name: "2"}
+    # config.json cannot override what create's environment said either.
+    assert job_options.collect({}, {name: "2"}, ["%s=3" % name]) == ({name: "2"}, [name])
+
+
+def test_an_ignored_variable_is_named_once():
+    assert job_options.collect({}, {}, ["SCRUN_DEBUG=debug", "SCRUN_DEBUG=info"])[1] == \
+        ["SCRUN_DEBUG"]
+
+
+def test_the_container_may_set_the_documented_job_shaping_variables():
+    """The allow-list names only table rows, and none of the host-side ones."""
+    assert job_options.FROM_CONTAINER <= set(job_options.TABLE)
+    assert not job_options.FROM_CONTAINER & set(HOST_SIDE)
+    assert set(job_options.INPUT_VARIABLES) - job_options.FROM_CONTAINER == set(HOST_SIDE)
 
 
 def test_fields_and_step_options():
@@ -81,9 +118,9 @@ def test_working_dir_must_be_absolute():
         parse(SCRUN_WORKING_DIR="relative/dir")
 
 
-def test_log_settings_are_taken_from_process_env_but_not_other_variables():
-    values = job_options.collect({}, ["SCRUN_DEBUG=debug", "SCRUN_LOG_FILE=/tmp/x.log",
-                                      "SCRUN_NOT_A_THING=1", "LD_PRELOAD=/evil.so"])
+def test_log_settings_are_taken_from_create_environment_but_not_other_variables():
+    values, _ = job_options.collect({}, {"SCRUN_DEBUG": "debug", "SCRUN_LOG_FILE": "/tmp/x.log",
+                                         "SCRUN_NOT_A_THING": "1", "LD_PRELOAD": "/evil.so"}, [])
     assert values == {"SCRUN_DEBUG": "debug", "SCRUN_LOG_FILE": "/tmp/x.log"}
     options = job_options.parse(values)
     assert options.settings == values and not options.fields and not options.step_args
@@ -97,3 +134,22 @@ def test_a_field_the_api_version_lacks_is_refused_by_the_request_check():
     with pytest.raises(UnsupportedField):
         submit_body("v0.0.38", request)
     assert submit_body("v0.0.40", request)["job"]["clusters"] == "c1"
+
+
+def test_the_anchor_log_names_each_ignored_variable_once(tmp_path):
+    from scrun_rest import log
+    from scrun_rest.anchor.daemon import warn_about_ignored
+    path = tmp_path / "anchor.log"
+    _, ignored = job_options.collect({}, {}, ["SCRUN_TASK_PROLOG=/x", "SCRUN_LOG_FILE=/y",
+                                              "SCRUN_TASK_PROLOG=/z", "SCRUN_QOS=high"])
+    logger = log.LogSettings(str(path), verbosity=1).apply()
+    try:
+        warn_about_ignored(ignored)
+        for handler in logger.handlers:
+            handler.flush()
+    finally:
+        log.LogSettings().apply()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and all(" WARNING " in line for line in lines), lines
+    assert "ignored SCRUN_TASK_PROLOG from config.json's process.env" in lines[0]
+    assert "ignored SCRUN_LOG_FILE from" in lines[1]

@@ -144,3 +144,14 @@ def test_a_full_pipe_pauses_the_source_and_holds_no_data():
         assert sink.queued == 0
         source.stop()
     run(main())
+
+
+def test_a_labelled_line_without_end_is_cut_at_the_cap():
+    """Output without newlines must not grow the anchor's memory."""
+    labeller = relay.LineLabeller(2)
+    cap = relay.MAX_LABELLED_LINE
+    out = b"".join(labeller(b"z" * 4096) for _ in range(3 * cap // 4096 + 1))
+    assert out == (b"2: " + b"z" * cap + b"\n") * 3
+    assert len(labeller.partial) == 4096
+    assert labeller(b"a\nb") == b"2: " + b"z" * 4096 + b"a\n"
+    assert labeller.flush() == b"2: b"
