@@ -121,7 +121,7 @@ def test_the_anchor_hands_an_exec_the_root_its_container_reported():
     main = sessions.TaskLink(0, None, {"node": "n1"})
     anchor = types.SimpleNamespace(
         setup=types.SimpleNamespace(compute_config=dict, container_env=dict, settings={}),
-        main_task=lambda: main)
+        task_key=bytes(32), main_task=lambda: main)
     links = task_links.TaskLinks(anchor)
     main_session = types.SimpleNamespace(number=0, started_event=threading.Event(),
                                          all_started=lambda: False)
