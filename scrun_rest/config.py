@@ -7,7 +7,6 @@ import os
 
 from . import conf_lines
 from .errors import UserError
-from .job_options import INPUT_VARIABLES
 
 # Keys we know, in their canonical spelling. Lookups are case-insensitive like
 # slurm.conf, but an unknown key is an error so typos do not pass silently.
@@ -28,7 +27,17 @@ KNOWN_KEYS = (
 )
 # scrun(1)'s SCRUN_* input variables may be set here too: the one way for a
 # podman user to set those that config.json may not (job_options.py).
-_CANONICAL = {k.lower(): k for k in KNOWN_KEYS + tuple(sorted(INPUT_VARIABLES))}
+_CANONICAL = {k.lower(): k for k in KNOWN_KEYS}
+
+
+def canonical_key(key):
+    """The key's canonical spelling, or None for an unknown key."""
+    known = _CANONICAL.get(key.lower())
+    if known is None and key.upper().startswith("SCRUN_"):
+        # job_options pulls in logging: only a file that names one pays.
+        from .job_options import INPUT_VARIABLES
+        return key.upper() if key.upper() in INPUT_VARIABLES else None
+    return known
 
 DEFAULTS = {
     "RestTimeout": "30",
@@ -91,7 +100,7 @@ def parse_conf_text(text, source="<config>"):
     values = {}
     try:
         for lineno, key, value in conf_lines.settings(text):
-            canonical = _CANONICAL.get(key.lower())
+            canonical = canonical_key(key)
             if canonical is None:
                 raise UserError("%s:%d: unknown setting %r" % (source, lineno, key))
             values[canonical] = value
@@ -134,7 +143,7 @@ class Config:
         return cls(values, path, environ)
 
     def get(self, key, default=None):
-        value = self._values.get(_CANONICAL.get(key.lower(), key))
+        value = self._values.get(canonical_key(key) or key)
         return default if value in (None, "") else value
 
     def require(self, key):
@@ -179,7 +188,7 @@ class Config:
 
     def input_variables(self):
         """The SCRUN_* variables the file sets."""
-        return {k: v for k, v in self._values.items() if k in INPUT_VARIABLES}
+        return {k: v for k, v in self._values.items() if k.startswith("SCRUN_")}
 
     def oci_settings(self):
         return {k: self._values[k] for k in OCI_CONF_KEYS if self._values.get(k)}
