@@ -12,7 +12,7 @@ from .errors import UserError
 # slurm.conf, but an unknown key is an error so typos do not pass silently.
 KNOWN_KEYS = (
     # slurmrestd and authentication
-    "RestUrl", "RestCaFile", "RestTimeout", "JwtFile", "JwtCommand",
+    "RestUrl", "RestCaFile", "RestProxy", "RestTimeout", "JwtFile", "JwtCommand",
     "JwtKeyFile", "JwtLifespan", "JwtUser",
     # the tunnel between anchor and agent
     "TunnelHost", "TunnelPortRange", "TunnelTls", "TunnelHeartbeat",

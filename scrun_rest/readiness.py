@@ -9,7 +9,7 @@ import time
 from scrun_rest.auth import TokenSource, utc_iso
 from scrun_rest.errors import UserError
 from scrun_rest.rest import AuthRejected, RestClient, RestError, RestUnreachable
-from scrun_rest.rest.transport import Transport
+from scrun_rest.rest.transport import transport_for
 
 
 def run_check(config, out=sys.stdout, environ=None, clock=time.time):
@@ -68,9 +68,7 @@ def run_check(config, out=sys.stdout, environ=None, clock=time.time):
 def _reachability(config):
     """Without a token nothing can be queried, but a dead server is worth naming."""
     try:
-        transport = Transport(config.get("RestUrl"),
-                              timeout=float(config.get_int("RestTimeout", minimum=1) or 30),
-                              ca_file=config.get("RestCaFile"))
+        transport = transport_for(config)
     except UserError as exc:
         return [str(exc)]
     try:

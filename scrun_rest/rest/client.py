@@ -13,7 +13,7 @@ from ..auth import scrub
 from . import versions
 from .cache import VersionCache
 from .errors import AuthRejected, JobNotFound, RestError
-from .transport import CONNECT_ONLY, IDEMPOTENT, Transport
+from .transport import CONNECT_ONLY, IDEMPOTENT, transport_for
 
 log = logging.getLogger("scrun_rest.rest")
 
@@ -23,9 +23,8 @@ class RestClient:
 
     def __init__(self, config, token_source, cache=None, transport=None):
         if transport is None:
-            transport = Transport(config.require("RestUrl"),
-                                  timeout=float(config.get_int("RestTimeout", minimum=1) or 30),
-                                  ca_file=config.get("RestCaFile"))
+            config.require("RestUrl")
+            transport = transport_for(config)
         self._transport = transport
         self._tokens = token_source
         self._cache = cache if cache is not None else VersionCache()

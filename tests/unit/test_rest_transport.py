@@ -1,14 +1,18 @@
-"""Unix-socket transport against a real local HTTP server, and the version cache."""
+"""The transport against real local HTTP servers (unix and TCP), and the version cache."""
+import gzip
 import http.server
 import json
 import os
+import re
 import socketserver
 import stat
 import threading
 
 import pytest
 
-from scrun_rest.rest import RestUnreachable
+from scrun_rest.config import Config, canonical_key
+from scrun_rest.rest import RestError, RestUnreachable
+from scrun_rest.rest import transport as transport_module
 from scrun_rest.rest.cache import VersionCache, runtime_dir
 from scrun_rest.rest.transport import Transport, normalise_url
 
@@ -145,3 +149,132 @@ def test_runtime_dir_uses_the_real_uid(monkeypatch, tmp_path):
     assert runtime_dir({}, create=False) in (
         "/run/user/4343/scrun-rest-cache", os.path.join(__import__("tempfile").gettempdir(),
                                                   "scrun-rest-cache-4343"))
+
+
+# -- where the token may go, and how much may come back ---------------------------
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers with the server's `answer(handler)`; records what it was asked."""
+
+    def do_GET(self):
+        self.server.seen.append((self.command, self.path, dict(self.headers)))
+        self.server.answer(self)
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    """Start local HTTP servers: make(answer) -> server with .url and .seen."""
+    started = []
+
+    def make(answer):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+        server.daemon_threads = True
+        server.seen, server.answer = [], answer
+        server.url = "http://127.0.0.1:%d" % server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def _answer(handler, status=200, body=b"{}", headers=()):
+    handler.send_response(status)
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_error_and_never_followed(http_server, status):
+    elsewhere = http_server(_answer)
+    rest = http_server(lambda h: _answer(h, status, b"", [("Location", elsewhere.url + "/x")]))
+    transport = Transport(rest.url, sleep=lambda s: None)
+    with pytest.raises(RestError) as info:
+        transport.request("GET", "/slurm/v0.0.40/ping", headers={"X-SLURM-USER-TOKEN": "t"})
+    assert str(info.value) == (
+        "slurmrestd at %s answered GET /slurm/v0.0.40/ping with a redirect (HTTP %d) to "
+        "%s/x; scrun-rest does not follow redirects: set RestUrl to the real address"
+        % (rest.url, status, elsewhere.url))
+    assert info.value.http_status == status
+    assert elsewhere.seen == [] and len(rest.seen) == 1
+
+
+def test_environment_proxies_are_not_used(http_server, monkeypatch):
+    proxy = http_server(_answer)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, proxy.url)
+    transport = Transport("http://127.0.0.1:9", sleep=lambda s: None)
+    with pytest.raises(RestUnreachable, match="connection refused"):
+        transport.request("GET", "/x", headers={"X-SLURM-USER-TOKEN": "t"})
+    assert proxy.seen == []
+
+
+def test_rest_proxy_is_used_when_configured(http_server):
+    proxy = http_server(_answer)
+    config = Config({"RestUrl": "http://rest.test:6820", "RestProxy": proxy.url}, environ={})
+    transport = transport_module.transport_for(config)
+    assert transport.request("GET", "/x").status_code == 200
+    assert [(m, p) for m, p, _ in proxy.seen] == [("GET", "http://rest.test:6820/x")]
+
+
+@pytest.mark.parametrize("url,proxy,problem", [
+    ("http://rest.test", "proxy.test:3128", "is not an http://, https:// or socks5:// URL"),
+    ("unix:/run/rest.sock", "http://proxy.test:3128", "cannot apply to RestUrl=unix:"),
+])
+def test_a_bad_rest_proxy_is_refused(url, proxy, problem):
+    with pytest.raises(RestError, match="RestProxy=%s %s" % (re.escape(proxy), re.escape(problem))):
+        transport_module.transport_for(Config({"RestUrl": url, "RestProxy": proxy}, environ={}))
+
+
+def _endless(handler):
+    """A body with no length that never stops on its own."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.end_headers()
+    try:
+        for _ in range(1 << 12):
+            handler.wfile.write(b" " * 65536)
+    except OSError:
+        pass  # the client hung up, as it should
+
+
+def _gzip_bomb(handler):
+    body = gzip.compress(b" " * (4 << 20))
+    _answer(handler, body=body, headers=[("Content-Encoding", "gzip")])
+
+
+@pytest.mark.parametrize("answer", [_endless, _gzip_bomb], ids=["endless", "gzip"])
+def test_an_answer_past_the_cap_is_refused(http_server, monkeypatch, answer):
+    monkeypatch.setattr(transport_module, "MAX_RESPONSE", 1 << 20, raising=False)
+    rest = http_server(answer)
+    transport = Transport(rest.url, sleep=lambda s: None)
+    with pytest.raises(RestError) as info:
+        transport.request("GET", "/slurm/v0.0.40/jobs")
+    assert str(info.value) == ("slurmrestd at %s answered GET /slurm/v0.0.40/jobs with more "
+                               "than 1 MiB; refusing to read it" % rest.url)
+    assert info.value.http_status == 200 and len(rest.seen) == 1
+
+
+def test_an_answer_within_the_cap_reads_whole(http_server, monkeypatch):
+    monkeypatch.setattr(transport_module, "MAX_RESPONSE", 1 << 20, raising=False)
+    body = json.dumps({"x": "y" * ((1 << 20) - 20)}).encode()
+    rest = http_server(lambda h: _answer(h, body=body))
+    response = Transport(rest.url).request("GET", "/x")
+    assert response.content == body and response.json()["x"].startswith("yyy")
+
+
+def test_rest_proxy_is_a_setting():
+    assert canonical_key("restproxy") == "RestProxy"
