@@ -75,17 +75,21 @@ def token_claims(token, origin="the token"):
     return claims
 
 
-def read_private_file(path, what):
-    """Bytes of a file only its owner may read; refuse anything looser."""
+def read_private_file(path, what, any_owner=False):
+    """Bytes of a file that only its owner may read and change; refuse anything looser.
+
+    The owner must be the caller or root, else it could swap the file:
+    another user's token would run our containers as their jobs. any_owner
+    lifts that for root reading Slurm's key, which SlurmUser owns.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise UserError("cannot open %s %s: %s" % (what, path, exc.strerror or exc))
     try:
-        mode = os.fstat(fd).st_mode
-        if mode & (stat.S_IRGRP | stat.S_IROTH):
-            raise UserError("%s %s is readable by others (mode %03o); run: chmod 600 %s"
-                            % (what, path, stat.S_IMODE(mode), path))
+        problem = _loose(path, os.fstat(fd), any_owner)
+        if problem:
+            raise UserError("%s %s %s" % (what, path, problem))
         chunks = []
         while True:
             chunk = os.read(fd, 65536)
@@ -97,6 +101,37 @@ def read_private_file(path, what):
         raise UserError("cannot read %s %s: %s" % (what, path, exc.strerror or exc))
     finally:
         os.close(fd)
+
+
+def _loose(path, info, any_owner):
+    """Why a secret file's mode, owner or directory lets others at it; None if nothing."""
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return "is readable by others (mode %03o); run: chmod 600 %s" % (mode, path)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "is writable by others (mode %03o); run: chmod 600 %s" % (mode, path)
+    if not any_owner and info.st_uid not in (os.geteuid(), 0):
+        return "belongs to %s, not to you or root, so they could replace it" % _owner(info.st_uid)
+    directory = os.path.dirname(os.path.abspath(path))
+    dir_mode = stat.S_IMODE(os.stat(directory).st_mode)
+    # In a sticky dir (/tmp) others cannot rename or remove our file; the
+    # dir's owner is not checked: in rootless podman root's dirs show as nobody.
+    if dir_mode & (stat.S_IWGRP | stat.S_IWOTH) and not dir_mode & stat.S_ISVTX:
+        return ("is in %s, which others can write (mode %03o), so they could replace it"
+                % (directory, dir_mode))
+    return None
+
+
+def _owner(uid):
+    try:
+        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid %d" % uid
+
+
+def _running_as_root():
+    """Really root: not the mapped root of a rootless podman user namespace."""
+    return os.geteuid() == 0 and real_uid() == 0
 
 
 class _Token:
@@ -210,7 +245,9 @@ class TokenSource:
         return self._from_text(done.stdout.decode("utf-8", "replace"), "JwtCommand")
 
     def _mint(self, key_file):
-        key = read_private_file(key_file, "JwtKeyFile")
+        # Root reads Slurm's own key, owned by SlurmUser: whoever owns the
+        # cluster's key can mint any token already, so no owner is a risk.
+        key = read_private_file(key_file, "JwtKeyFile", any_owner=_running_as_root())
         if not key:
             raise UserError("JwtKeyFile %s is empty" % key_file)
         lifespan = self._config.get_int("JwtLifespan", minimum=2 * RENEW_MARGIN)

@@ -230,6 +230,78 @@ def test_readable_key_file_is_refused(tmp_path):
         tokens.token()
 
 
+@pytest.mark.parametrize("key,mode", [("JwtFile", 0o620), ("JwtFile", 0o602),
+                                      ("JwtKeyFile", 0o620), ("JwtKeyFile", 0o602)],
+                         ids=["token-group", "token-world", "key-group", "key-world"])
+def test_writable_secret_files_are_refused(tmp_path, key, mode):
+    """Others who can write a token file could swap in their own token."""
+    path = private_file(tmp_path, "secret", make_token() if key == "JwtFile" else b"k" * 32, mode)
+    tokens, _ = source({key: path, "JwtUser": "x"})
+    with pytest.raises(UserError) as info:
+        tokens.token()
+    assert str(info.value) == "%s %s is writable by others (mode %03o); run: chmod 600 %s" % (
+        key, path, mode, path)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+STRANGER = 54321  # a uid with no account here
+
+
+@needs_root
+def test_a_token_file_of_another_user_is_refused(tmp_path):
+    path = private_file(tmp_path, "jwt", make_token())
+    os.chown(path, STRANGER, STRANGER)
+    tokens, _ = source({"JwtFile": path})
+    with pytest.raises(UserError) as info:
+        tokens.token()
+    assert str(info.value) == ("JwtFile %s belongs to uid %d, not to you or root, so they "
+                               "could replace it" % (path, STRANGER))
+
+
+@needs_root
+def test_root_takes_slurms_own_key_file(tmp_path, monkeypatch):
+    """As for /etc/slurm/jwt_hs256.key: slurm:slurm 0600, read by root for docker."""
+    pytest.importorskip("jwt")
+    monkeypatch.delenv("_CONTAINERS_ROOTLESS_UID", raising=False)
+    path = private_file(tmp_path, "jwt_hs256.key", b"k" * 32)
+    os.chown(path, STRANGER, STRANGER)
+    tokens, _ = source({"JwtKeyFile": path, "JwtUser": "root"})
+    assert tokens.token() and tokens.user == "root"
+
+
+@needs_root
+def test_a_rootless_user_does_not_take_a_key_file_of_another(tmp_path, monkeypatch):
+    """Mapped root in rootless podman's user namespace is not root."""
+    monkeypatch.setenv("_CONTAINERS_ROOTLESS_UID", "2000")
+    path = private_file(tmp_path, "k", b"k" * 32)
+    os.chown(path, STRANGER, STRANGER)
+    tokens, _ = source({"JwtKeyFile": path, "JwtUser": "x"})
+    with pytest.raises(UserError, match="JwtKeyFile .* belongs to uid %d, not to you or root"
+                       % STRANGER):
+        tokens.token()
+
+
+def test_a_secret_file_in_a_dir_others_can_write_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    path = private_file(shared, "jwt", make_token())
+    tokens, _ = source({"JwtFile": path})
+    with pytest.raises(UserError) as info:
+        tokens.token()
+    assert str(info.value) == ("JwtFile %s is in %s, which others can write (mode 777), so "
+                               "they could replace it" % (path, shared))
+
+
+def test_a_sticky_shared_dir_is_fine(tmp_path):
+    """Like /tmp: others cannot rename or remove a file they do not own."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    tokens, _ = source({"JwtFile": private_file(shared, "jwt", make_token())})
+    assert tokens.token() == make_token()
+
+
 def test_short_lifespan_is_refused(tmp_path):
     path = private_file(tmp_path, "k", b"k" * 32)
     tokens, _ = source({"JwtKeyFile": path, "JwtUser": "x", "JwtLifespan": "60"})
