@@ -4,6 +4,7 @@ Used by the light commands (state, kill, delete), so: stdlib only and cheap.
 """
 import errno
 import os
+import stat
 
 from scrun_rest import lean_json
 from scrun_rest.errors import UserError
@@ -31,7 +32,13 @@ def default_root():
 
 
 def ensure_private_dir(path):
-    """Create path as 0700 and refuse one that others can use."""
+    """Create path as 0700, or take an existing dir of ours that only we can write.
+
+    An existing dir is the caller's (docker's --root is root's 0700 or 0711
+    dir, a user may pick one): it is never chmod'ed. Others' write access
+    would let them plant or swap container dirs, so that is refused; read
+    access shows them container ids only, as each container dir is 0700.
+    """
     try:
         os.makedirs(path, mode=0o700)
     except FileExistsError:
@@ -39,12 +46,22 @@ def ensure_private_dir(path):
     except OSError as exc:
         raise UserError("cannot create %s: %s" % (path, exc.strerror))
     info = os.lstat(path)
-    if not os.path.isdir(path) or os.path.islink(path):
+    if not stat.S_ISDIR(info.st_mode):
         raise UserError("%s is not a directory" % path)
     if info.st_uid != os.getuid():
-        raise UserError("%s belongs to another user" % path)
-    if info.st_mode & 0o077:
-        os.chmod(path, 0o700)
+        raise UserError("%s belongs to %s, not to you; choose a --root of your own"
+                        % (path, _owner(info.st_uid)))
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UserError("%s is writable by others (mode %03o); run: chmod 700 %s"
+                        % (path, stat.S_IMODE(info.st_mode), path))
+
+
+def _owner(uid):
+    import pwd
+    try:
+        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid %d" % uid
 
 
 class Spool:
@@ -95,19 +112,49 @@ class Spool:
         write_private_file(self.path(STATE_FILE), lean_json.dumps(state))
 
     def remove(self):
-        for name in os.listdir(self.dir) if self.exists() else ():
-            try:
-                os.unlink(self.path(name))
-            except IsADirectoryError:
-                import shutil
-                shutil.rmtree(self.path(name), ignore_errors=True)
-            except FileNotFoundError:
-                pass
+        """Remove the container's dir and all in it, never following a link.
+
+        ROOT/ID may itself be a link (or a file): only that entry goes,
+        never what it points to.
+        """
         try:
-            os.rmdir(self.dir)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            remove_tree_at(root_fd, self.id)
+        finally:
+            os.close(root_fd)
+
+
+def remove_tree_at(parent_fd, name):
+    """Remove name in the dir parent_fd; links inside are removed, not followed."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=parent_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        _unlink_at(parent_fd, name)  # a file, socket or link: the entry itself
+        return
+    try:
+        for entry in os.listdir(fd):
+            remove_tree_at(fd, entry)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=parent_fd)
+    except FileNotFoundError:
+        pass
+
+
+def _unlink_at(parent_fd, name):
+    try:
+        os.unlink(name, dir_fd=parent_fd)
+    except FileNotFoundError:
+        pass
 
 
 def write_private_file(path, text, mode=0o600):
