@@ -5,6 +5,7 @@ tunnel/messages.py; the client half is anchor/control.py. Only processes
 of the anchor's own uid are served (SO_PEERCRED).
 """
 import asyncio
+import collections
 import errno
 import logging
 import os
@@ -34,24 +35,49 @@ async def _readable(loop, sock):
         loop.remove_reader(fd)
 
 
-async def receive(loop, sock):
-    """One checked command plus any fds passed with it; None at EOF."""
-    reader = wire.FrameReader()
-    fds = []
-    while True:
-        await _readable(loop, sock)
-        try:
-            data, received = fd_passing.receive(sock, 1 << 16, MAX_FDS)
-        except (BlockingIOError, InterruptedError):
-            continue
-        except OSError:
-            return None, fds
-        fds.extend(received)
-        if not data:
-            return None, fds
-        found = reader.feed(data)
-        if found:
-            return messages.check(messages.CLIENT_TO_ANCHOR, found[0]), fds
+class ControlInbox:
+    """What one control connection receives: its commands in order, and the
+    fds passed with them until someone takes them.
+
+    One FrameReader for the whole connection, so frames that arrive in one
+    read are all kept. An fd rides on a byte, not a frame: only exec takes
+    the fds received with it; the rest are closed (drop_fds).
+    """
+
+    def __init__(self, loop, sock):
+        self._loop = loop
+        self._sock = sock
+        self._reader = wire.FrameReader()
+        self._pending = collections.deque()
+        self._fds = []
+        self._ended = False
+
+    async def next(self):
+        """The next checked command; None at the end of the stream."""
+        while not self._pending:
+            if self._ended:
+                return None
+            await _readable(self._loop, self._sock)
+            try:
+                data, received = fd_passing.receive(self._sock, 1 << 16, MAX_FDS)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data, received = b"", []
+            self._fds.extend(received)
+            if not data:
+                self._ended = True
+                continue
+            self._pending.extend(self._reader.feed(data))
+        return messages.check(messages.CLIENT_TO_ANCHOR, self._pending.popleft())
+
+    def take_fds(self):
+        """The fds received so far, now the caller's to close."""
+        fds, self._fds = self._fds, []
+        return fds
+
+    def drop_fds(self):
+        _close_all(self.take_fds())
 
 
 def _send(sock, kind, **fields):
@@ -95,23 +121,27 @@ class ControlServer:
 
     async def serve_client(self, sock):
         sock.setblocking(False)
-        fds = []
+        inbox = ControlInbox(self.loop, sock)
         try:
-            message, fds = await receive(self.loop, sock)
+            message = await inbox.next()
             if message is None:
                 return
-            await self.carry_out(message, sock, fds)
+            await self.carry_out(message, sock, inbox)
         except (wire.TunnelError, messages.ProtocolError) as exc:
             log.warning("a control client broke the protocol: %s", exc)
             _send(sock, "reply", ok=False, error="protocol error: %s" % exc)
         except UserError as exc:
             _send(sock, "reply", ok=False, error=str(exc))
         finally:
-            _close_all(fds)  # fds that no exec session took over
+            inbox.drop_fds()  # whatever no exec session took over
             sock.close()
 
-    async def carry_out(self, message, sock, fds):
+    async def carry_out(self, message, sock, inbox):
         kind = message["t"]
+        if kind == "exec":
+            await self.serve_exec(sock, message, inbox)
+            return
+        inbox.drop_fds()  # only exec hands fds on
         if kind == "start":
             await self.anchor.start()
             _send(sock, "reply", ok=True)
@@ -121,22 +151,25 @@ class ControlServer:
         elif kind == "delete":
             code = await self.anchor.delete()
             _send(sock, "reply", ok=True, exit_code=code)
-        elif kind == "exec":
-            await self.serve_exec(sock, message, fds)
         else:
             raise messages.ProtocolError("%s is not a command" % kind)
 
-    async def serve_exec(self, sock, message, fds):
+    async def serve_exec(self, sock, message, inbox):
         """An exec client passed us its stdio; it waits here for the exit code."""
         names = ["tty"] if message["tty"] else ["stdin", "stdout", "stderr"]
-        if len(fds) != len(names):
-            raise UserError("exec needs %d file descriptors, got %d" % (len(names), len(fds)))
-        window = message.get("window")
-        session = await self.new_exec_session(
-            message["process"], dict(zip(names, fds)), tuple(window) if window else None)
-        del fds[:]  # the session owns them now
+        fds = inbox.take_fds()
+        try:
+            if len(fds) != len(names):
+                raise UserError("exec needs %d file descriptors, got %d"
+                                % (len(names), len(fds)))
+            window = message.get("window")
+            session = await self.new_exec_session(
+                message["process"], dict(zip(names, fds)), tuple(window) if window else None)
+            fds = []  # the session owns them now
+        finally:
+            _close_all(fds)
         _send(sock, "reply", ok=True, session=session.number)
-        listener = asyncio.ensure_future(self._exec_client_messages(sock, session))
+        listener = asyncio.ensure_future(self._exec_client_messages(inbox, session))
         code = await session.exit_future
         listener.cancel()
         try:
@@ -166,10 +199,11 @@ class ControlServer:
         anchor.launch(session, node=main.tasks[0].node)
         return session
 
-    async def _exec_client_messages(self, sock, session):
+    async def _exec_client_messages(self, inbox, session):
         """Window sizes and signals that the exec client forwards."""
         while not session.exit_future.done():
-            message, _ = await receive(self.loop, sock)
+            message = await inbox.next()
+            inbox.drop_fds()  # resize and signal carry none
             if message is None:
                 return
             if message["t"] == "resize":
