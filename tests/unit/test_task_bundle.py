@@ -58,8 +58,11 @@ def test_a_terminal_needs_run_mode(setup_for, node_env, workdir):
                                         workdir)
     assert plan.start is None and plan.command.startswith("runc run ")
     settings = dict(SETTINGS, RunTimeRun="")
-    plan, problem = task_bundle.prepare(setup_for(streams=["tty"]), settings,
-                                        workdir)
+    # A second task has a workdir of its own: without /run/user/UID (root
+    # here has none) each makes its private runtime root in it.
+    other = workdir + "-other"
+    os.mkdir(other)
+    plan, problem = task_bundle.prepare(setup_for(streams=["tty"]), settings, other)
     assert plan is None
     assert problem == (126, "no RunTimeRun in oci.conf (a terminal needs run mode)")
 
