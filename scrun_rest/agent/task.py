@@ -49,6 +49,7 @@ class Task:
         # the task key the streams prove (anchor/sessions.py).
         self.key = bytes.fromhex(spec["ticket"])
         self.tls_pin = spec.get("tls")
+        self.anchor_place = spec.get("place")
         env = os.environ
         self.identity = {
             "session": spec["session"],
@@ -86,7 +87,8 @@ class Task:
         # before Slurm kills this task.
         return wire.dial_patiently(DIAL_PATIENCE, self.host, self.port, self.key,
                                    self.role(kind, **extra), tls_pin=self.tls_pin,
-                                   keepalive=(kind == "task"))
+                                   keepalive=(kind == "task"),
+                                   anchor_place=self.anchor_place)
 
     def send(self, kind, **fields):
         message = messages.make(messages.TASK_TO_ANCHOR, kind, **fields)
