@@ -2,7 +2,8 @@
 
 Run as that user: python3 squatter.py ADDRESS TARGET LOW HIGH SECONDS.
 Holds ADDRESS:P for every port P in LOW..HIGH it can bind, relays whatever
-connects to TARGET:P (where the anchor might really listen), and prints a
+connects to TARGET:P (where the anchor might really listen; - relays
+nothing), and prints a
 JSON line with the ports held, then, after SECONDS or SIGTERM, one with the
 connections it got and whether the bytes it relayed held the anchor's
 welcome (the task key in clear).
@@ -18,6 +19,9 @@ import time
 
 
 def relay(peer, target, port, seen):
+    if target == "-":
+        peer.close()  # only counted
+        return
     try:
         anchor = socket.create_connection((target, port), timeout=3)
     except OSError:
