@@ -23,6 +23,7 @@ AGENT_MODULES = (
     "scrun_rest.agent.runtime_root",
     "scrun_rest.agent.node_config",
     "scrun_rest.agent.task_boot",
+    "scrun_rest.agent.runtime_hooks",
     "scrun_rest.tunnel.wire",
     "scrun_rest.tunnel.loopback",
     "scrun_rest.tunnel.tls",
