@@ -43,7 +43,7 @@ DEFAULTS = {
     "RestTimeout": "30",
     "JwtLifespan": "86400",
     "TunnelPortRange": "",
-    "TunnelTls": "no",
+    "TunnelTls": "yes",
     "TunnelHeartbeat": "5",
     "LuaScript": "/etc/slurm/scrun.lua",
     "CreateTimeout": "200",

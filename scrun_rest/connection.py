@@ -4,7 +4,6 @@ Heavy modules (requests, jwt, lupa) are imported here, only by commands
 that talk to Slurm.
 """
 import os
-import socket
 
 from scrun_rest.config import Config
 from scrun_rest.errors import UserError
@@ -42,18 +41,8 @@ class SlurmConnection:
         return self._client
 
     def tunnel_host(self):
-        host = self.config.get("TunnelHost")
-        if host:
-            return host
-        try:
-            address = socket.gethostbyname(socket.gethostname())
-        except OSError:
-            address = None
-        if address and not address.startswith("127."):
-            return address
-        # Debian maps the host name to a loopback address, which compute
-        # nodes cannot dial: take the one this host reaches slurmrestd from.
-        return _address_towards(self.config.get("RestUrl")) or address or "0.0.0.0"
+        from scrun_rest.anchor import tunnel_address
+        return tunnel_address.choose(self.config.get("TunnelHost"), self.config.get("RestUrl"))
 
     def load_staging(self, setup):
         path = self.config.get("LuaScript")
@@ -85,23 +74,6 @@ class SlurmConnection:
             raise UserError("%s cannot be expressed by slurmrestd API %s" % (
                 options.variable_for(exc.field), client.api_version))
         return request
-
-
-def _address_towards(url):
-    """Our source address for packets to the URL's host, or None (no packet is sent)."""
-    from urllib.parse import urlsplit
-    try:
-        parts = urlsplit(url or "")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return None
-        family, _, _, _, target = socket.getaddrinfo(
-            parts.hostname, parts.port or 443, type=socket.SOCK_DGRAM)[0]
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect(target)
-            address = probe.getsockname()[0]
-    except (OSError, ValueError, IndexError):
-        return None
-    return None if address.startswith("127.") or address == "::1" else address
 
 
 def rest_client_from_config():

@@ -14,7 +14,8 @@ Figures (issue 7):
             and no requests/jsonschema/lupa/jwt in state, kill, delete
   start     `podman run --rm IMAGE true` against runc and `sbatch --wait`,
             and the REST requests one container costs (slurmrestd's log)
-  io        bytes through stdout and stdin against podman+runc, with srun's
+  io        bytes through stdout and stdin against podman+runc and with
+            TunnelTls=no (what the default TLS costs), with srun's
             own forwarding for comparison; peak RSS of anchor, agent, task
   parallel  N parallel `podman run` against N parallel `srun` of the same
             podman command (with runc) and of bare `true`
@@ -318,12 +319,36 @@ def throughput(user, script, size):
     return size / took / 1e6, float(fields[1]) if len(fields) > 1 else None
 
 
+def plain_runtime(user):
+    """scrun-rest with the user's own settings but TunnelTls=no, as a
+    runtime path podman can be given: what the default TLS costs."""
+    home = os.path.join("/tmp", "scrun-bench-plain-%d" % user.uid)
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    with open(os.path.join(user.home, ".config/scrun-rest/scrun-rest.conf")) as handle:
+        settings = handle.read()
+    conf = os.path.join(home, "scrun-rest.conf")
+    with open(conf, "w") as handle:
+        handle.write(settings + "\nTunnelTls=no\n")
+    wrapper = os.path.join(home, "scrun-rest")
+    with open(wrapper, "w") as handle:
+        handle.write("#!/bin/sh\nSCRUN_REST_CONF=%s exec %s \"$@\"\n" % (conf, RUNTIME))
+    os.chmod(conf, 0o600)
+    os.chmod(wrapper, 0o700)
+    for path in (home, conf, wrapper):
+        os.chown(path, user.uid, -1)
+    return wrapper
+
+
 def figure_io(user, sizes):
     size, runs = sizes["io_bytes"], sizes["io_runs"]
-    say("io: %d x %d MB each way through scrun-rest, runc and srun" % (runs, size // 10**6))
+    say("io: %d x %d MB each way through scrun-rest (TLS and plain), runc and srun"
+        % (runs, size // 10**6))
     meter = "| %s -c '%s'" % (PYTHON, STREAM_METER)
+    plain = plain_runtime(user)
     out = {
         "scrun": " ".join(podman(RUNTIME, *RUN, IMAGE, "head", "-c", str(size), "/dev/zero"))
+        + meter,
+        "plain": " ".join(podman(plain, *RUN, IMAGE, "head", "-c", str(size), "/dev/zero"))
         + meter,
         "runc": " ".join(podman("runc", *RUN, IMAGE, "head", "-c", str(size), "/dev/zero"))
         + meter,
@@ -332,6 +357,8 @@ def figure_io(user, sizes):
     into = {
         "scrun": "head -c %d /dev/zero | %s" % (size, " ".join(
             podman(RUNTIME, "run", "--rm", "-i", "--network=none", IMAGE, "wc", "-c"))),
+        "plain": "head -c %d /dev/zero | %s" % (size, " ".join(
+            podman(plain, "run", "--rm", "-i", "--network=none", IMAGE, "wc", "-c"))),
         "runc": "head -c %d /dev/zero | %s" % (size, " ".join(
             podman("runc", "run", "--rm", "-i", "--network=none", IMAGE, "wc", "-c"))),
         "srun": "head -c %d /dev/zero | srun -n1 wc -c" % size,
@@ -362,6 +389,9 @@ def figure_io(user, sizes):
                             median(streams["runc"]), "ratio >= 0.8", better="higher",
                             unit="MB/s", limit=0.8,
                             note="the stream alone: start-up does not count"))
+        rows.append(Row("%s MB/s, TLS (default) vs TunnelTls=no" % words, ours,
+                        median(rates[way, "plain"]), unit="MB/s",
+                        note="what the default TLS tunnel costs"))
         rows.append(Row("%s MB/s, vs srun's forwarding" % words, ours,
                         median(rates[way, "srun"]), unit="MB/s",
                         note="`srun -n1` with its own I/O forwarding, no container"))

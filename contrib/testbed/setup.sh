@@ -108,6 +108,12 @@ if [[ ! -c /dev/net/tun ]]; then
     mknod /dev/net/tun c 10 200 || note "mknod /dev/net/tun failed"
 fi
 chmod 0666 /dev/net/tun 2>/dev/null || true
+# A name with an IPv6 and an IPv4 loopback address, for the tunnel-address
+# tests (a node tries the IPv6 one first).
+for address in ::1 127.0.0.1; do
+    grep -qE "^$address[[:space:]]+scrun-dualstack\$" /etc/hosts ||
+        printf '%s scrun-dualstack\n' "$address" >>/etc/hosts
+done
 note "users $TB_USER=$(id -u "$TB_USER") $TB_OTHER_USER=$(id -u "$TB_OTHER_USER") slurmrestd=$(id -u slurmrestd)"
 
 # ---------------------------------------------------------------------------

@@ -69,7 +69,8 @@ class JobAgent:
         # try again until the deadline.
         return wire.dial_patiently(float(self.params.get("dial_timeout", 30)), host, port,
                                    self.secret, self.role(), timeout=5,
-                                   tls_pin=self.params.get("tls"))
+                                   tls_pin=self.params.get("tls"),
+                                   anchor_place=self.params.get("place"))
 
     def send(self, kind, **fields):
         message = messages.make(messages.AGENT_TO_ANCHOR, kind, **fields)
@@ -206,7 +207,8 @@ class JobAgent:
         # /proc/PID/environ finds it, and by then it opens nothing.
         env["SCRUN_REST_TASK"] = json.dumps({
             "host": self.params["host"], "port": self.params["port"],
-            "ticket": message["ticket"], "session": session, "tls": self.params.get("tls")})
+            "ticket": message["ticket"], "session": session, "tls": self.params.get("tls"),
+            "place": self.params.get("place")})
         command = self._srun(["--input=none"] + message["srun_args"]
                              + ["--"] + task_boot.task_argv(sys.executable))
         try:

@@ -24,7 +24,12 @@ def choose(workdir, uid=None):
     if usable(user_run, uid):
         return user_run
     private = os.path.join(workdir, PRIVATE)
-    os.mkdir(private, 0o700)
+    try:
+        os.mkdir(private, 0o700)
+    except FileExistsError:
+        # A second plan of the same task: the dir it made before.
+        if not usable(private, uid):
+            raise
     return private
 
 

@@ -13,10 +13,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 from scrun_rest import conf_lines
-from scrun_rest.agent import detached, leftovers, oci_conf, pipes, pty_streams, task_bundle
+from scrun_rest.agent import (detached, leftovers, oci_conf, pipes, pty_streams,
+                              runtime_hooks, task_bundle)
 from scrun_rest.tunnel import messages, wire
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
@@ -27,9 +27,6 @@ DIAL_PATIENCE = 20.0
 # What a container that ignores Slurm's SIGTERM leaves us of KillWait to
 # kill it, remove it and report its end before Slurm's SIGKILL.
 CLEANUP_SHARE = 2.5
-# How long `runc run` may take to start the user's program before we stop
-# asking whether it has.
-START_PATIENCE = 10.0
 
 
 def log(text):
@@ -49,6 +46,7 @@ class Task:
         # the task key the streams prove (anchor/sessions.py).
         self.key = bytes.fromhex(spec["ticket"])
         self.tls_pin = spec.get("tls")
+        self.anchor_place = spec.get("place")
         env = os.environ
         self.identity = {
             "session": spec["session"],
@@ -86,7 +84,8 @@ class Task:
         # before Slurm kills this task.
         return wire.dial_patiently(DIAL_PATIENCE, self.host, self.port, self.key,
                                    self.role(kind, **extra), tls_pin=self.tls_pin,
-                                   keepalive=(kind == "task"))
+                                   keepalive=(kind == "task"),
+                                   anchor_place=self.anchor_place)
 
     def send(self, kind, **fields):
         message = messages.make(messages.TASK_TO_ANCHOR, kind, **fields)
@@ -115,7 +114,8 @@ class Task:
             _log_protocol_error(exc)
             return 1
         self.settings = oci_conf.merge(setup["settings"], oci_conf.read_node_conf())
-        leftovers.sweep(lambda values: self._run_pattern("RunTimeDelete", values))
+        leftovers.sweep(
+            lambda values: runtime_hooks.run(self.settings, "RunTimeDelete", values))
         self.workdir, self.workdir_lock = leftovers.claim()
         # Until the container runs, Slurm ending the step just ends us; the
         # exception unwinds through the cleanup below.
@@ -161,7 +161,7 @@ class Task:
             self._cleanup()
             self.send("exit", status=127, error=text)
             return 127
-        self._wait_until_running()
+        runtime_hooks.wait_until_running(self.settings, self.plan, self.process)
         self.send("started", pid=self.process.pid, container=self.plan.values.get("container"),
                   root=self.plan.values.get("R"))
         threading.Thread(target=self._control_loop, daemon=True).start()
@@ -322,24 +322,6 @@ class Task:
         except OSError:
             pass
 
-    def _wait_until_running(self):
-        """The container is "running" once the user's program runs. After
-        RunTimeStart it does; `runc run` gives no sign, so ask RunTimeQuery
-        until the runtime says so (or the run ends, or patience runs out).
-        A query that keeps failing (another runtime's container) cannot tell:
-        go on after a second; the runtime's state may take a moment to appear."""
-        pattern = self.settings.get("RunTimeQuery")
-        if self.plan.start is not None or not pattern or "container" not in self.plan.values:
-            return
-        began = time.monotonic()
-        while self.process.poll() is None and time.monotonic() < began + START_PATIENCE:
-            status = _queried_status(oci_conf.expand(pattern, self.plan.values))
-            if status not in (None, "creating", "created"):
-                return
-            if status is None and time.monotonic() > began + 1.0:
-                return
-            time.sleep(0.01)
-
     def _removes_container(self):
         """Only the container's own task removes it (an exec merely joined
         it), unless oci.conf's DisableCleanup keeps it for a look."""
@@ -349,19 +331,7 @@ class Task:
 
     def _run_hook(self, key, *extra):
         if self.plan is not None and "container" in self.plan.values:
-            self._run_pattern(key, self.plan.values, *extra)
-
-    def _run_pattern(self, key, values, *extra):
-        pattern = self.settings.get(key)
-        if not pattern:
-            return
-        try:
-            command = oci_conf.expand(pattern, values) + " " + " ".join(extra)
-            subprocess.call(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            timeout=30)
-        except (OSError, oci_conf.PatternError, subprocess.TimeoutExpired) as exc:
-            log("%s failed: %s" % (key, exc))
+            runtime_hooks.run(self.settings, key, self.plan.values, *extra)
 
     def _cleanup(self):
         """Remove the runtime's container and our files; safe to call twice."""
@@ -373,17 +343,6 @@ class Task:
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             os.close(self.workdir_lock)
-
-
-def _queried_status(command):
-    """The status in RunTimeQuery's JSON state, or None."""
-    try:
-        out = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             timeout=10).stdout
-        return json.loads(out.decode()).get("status")
-    except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
-        return None
 
 
 def _task_key(setup):

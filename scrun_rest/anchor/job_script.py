@@ -7,6 +7,7 @@ single agent connection, after which it is worthless. No JWT is here.
 import os
 
 import scrun_rest
+from scrun_rest.tunnel import loopback
 
 # Modules the agent runs on compute nodes, as importable names.
 AGENT_MODULES = (
@@ -22,7 +23,9 @@ AGENT_MODULES = (
     "scrun_rest.agent.runtime_root",
     "scrun_rest.agent.node_config",
     "scrun_rest.agent.task_boot",
+    "scrun_rest.agent.runtime_hooks",
     "scrun_rest.tunnel.wire",
+    "scrun_rest.tunnel.loopback",
     "scrun_rest.tunnel.tls",
     "scrun_rest.tunnel.messages",
     "scrun_rest.conf_lines",
@@ -63,6 +66,9 @@ def build(container_id, host, port, secret_hex, python="python3",
         # The certificate's fingerprint: public, it only lets the agent
         # recognise the real anchor.
         params["tls"] = tls_pin
+    if loopback.is_loopback(host):
+        # Lets a node that is not this host refuse the address.
+        params["place"] = loopback.this_place()
     return "".join((
         "#!%s\n" % shebang,
         "# scrun-rest %s agent for container %s\n" % (scrun_rest.__version__, container_id),

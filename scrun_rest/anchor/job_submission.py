@@ -7,7 +7,6 @@ starting (cancelled, failed, or its agent could not dial back).
 """
 import asyncio
 import logging
-import socket
 
 from scrun_rest.anchor import job_fate, job_script
 from scrun_rest.errors import UserError
@@ -20,7 +19,7 @@ async def submit(anchor):
     """Submit the job; returns its id."""
     setup = anchor.setup
     script = job_script.build(
-        setup.container_id, advertised_host(setup.tunnel_host), anchor.tunnel.port,
+        setup.container_id, setup.tunnel_host, anchor.tunnel.port,
         anchor.job_secret.hex(), python=setup.agent_python,
         heartbeat=setup.heartbeat, tls_pin=anchor.tls_pin)
     request = dict(setup.job_request, script=script)
@@ -34,12 +33,6 @@ async def submit(anchor):
     job_id = await anchor.blocking(anchor.rest_client().submit, request)
     log.info("submitted job %s", job_id)
     return job_id
-
-
-def advertised_host(host):
-    if host in ("0.0.0.0", "::", ""):
-        return socket.getfqdn()
-    return host
 
 
 async def watch_pending(anchor):
@@ -57,10 +50,19 @@ async def watch_pending(anchor):
             return
         if info.state.is_terminal:
             anchor.finish(1, "job %s ended as %s%s without its agent reaching the "
-                             "anchor at %s" % (life.job_id, info.state.name,
+                             "anchor at %s%s" % (life.job_id, info.state.name,
                                                job_fate.state_reason(info),
-                                               anchor.tunnel.address))
+                                               anchor.tunnel.address,
+                                               _loopback_hint(anchor.setup.tunnel_host)))
             return
+
+
+def _loopback_hint(host):
+    from scrun_rest.tunnel.loopback import is_loopback
+    if not is_loopback(host):
+        return ""
+    return (" (a loopback address, which only a node that is this host may dial: "
+            "set TunnelHost)")
 
 
 def _poll_delays():

@@ -1,4 +1,4 @@
-"""A throw-away certificate for one container's TLS tunnel (TunnelTls=yes).
+"""A throw-away certificate for one container's TLS tunnel (TunnelTls=yes, the default).
 
 Self-signed and pinned by fingerprint in the job script, so no CA and no
 host name matter. Made with the openssl command (no Python crypto package
@@ -36,6 +36,13 @@ def make_server_context(spool_dir):
         with open(cert, encoding="ascii") as handle:
             der = ssl.PEM_cert_to_DER_cert(handle.read())
         return context, tls.fingerprint(der)
+    except FileNotFoundError as exc:
+        if exc.filename not in (OPENSSL, None):
+            raise UserError("TunnelTls: cannot make a certificate: %s: %s"
+                            % (exc.filename, exc.strerror))
+        raise UserError("TunnelTls=yes (the default) needs the openssl command, which is "
+                        "not on PATH: install openssl, or set TunnelTls=no "
+                        "(docs/security.md says what that gives up)")
     except OSError as exc:
         raise UserError("TunnelTls: cannot make a certificate: %s" % (exc.strerror or exc))
     except subprocess.TimeoutExpired:

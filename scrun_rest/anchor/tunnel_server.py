@@ -73,7 +73,7 @@ class TunnelServer:
 
     @property
     def address(self):
-        return "%s:%d" % (self.host, self.port)
+        return ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
 
     def close(self):
         if self.listener is not None:

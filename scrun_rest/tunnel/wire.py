@@ -209,10 +209,17 @@ def dial(host, port, key, role, timeout=10.0, tls_pin=None, keepalive=False):
     return sock
 
 
-def dial_patiently(patience, host, port, key, role, **options):
+def dial_patiently(patience, host, port, key, role, anchor_place=None, **options):
     """dial(), again and again for `patience` seconds: the anchor may be
-    briefly unreachable or busy dropping others' junk connections."""
+    briefly unreachable or busy dropping others' junk connections.
+
+    A loopback host is dialled only from the anchor's own place (loopback.py)."""
     import time
+    from scrun_rest.tunnel import loopback
+    try:
+        loopback.refuse_elsewhere(host, anchor_place)
+    except loopback.ForeignLoopback as exc:
+        raise TunnelError(str(exc))
     deadline = time.monotonic() + patience
     pause = 0.1
     while True:

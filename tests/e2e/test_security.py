@@ -137,8 +137,11 @@ def test_another_user_gets_nothing_from_the_tunnel(hostile_client):
     before = all_user_jobs()
     name = "hostile-%d" % os.getpid()
     # -i: the container has a stdin stream someone might try to write into.
-    result = podman("run", "-d", "-i", "--network=none", "--name", name, IMAGE, "sh", "-c",
-                    "timeout 12 cat; echo real-output")
+    # In clear, where the greeting shows (test_tls_tunnel_speaks_nothing_in_clear
+    # covers TLS, the default).
+    with user_config(TunnelTls="no"):
+        result = podman("run", "-d", "-i", "--network=none", "--name", name, IMAGE, "sh",
+                        "-c", "timeout 12 cat; echo real-output")
     assert result.returncode == 0, result.stderr
     cid = result.stdout.decode().strip()
     try:
@@ -182,7 +185,8 @@ def test_the_agent_secret_admits_one_agent_only(running):
                  {"kind": "task", "session": 0, "task": 0},
                  {"kind": "data", "session": 0, "task": 0, "stream": "stdout"}):
         with pytest.raises(wire.TunnelError):
-            wire.dial("127.0.0.1", params["port"], secret, role, timeout=5).close()
+            wire.dial(params["host"], params["port"], secret, role, timeout=5,
+                      tls_pin=params.get("tls")).close()
     assert still_running(cid)
     assert "refused a second agent" in anchor_log(spool) or \
         "connection of kind 'agent' refused" in anchor_log(spool)
@@ -197,6 +201,81 @@ def test_what_another_user_sees_of_the_job(running):
     assert params["secret"].encode() not in shown.stdout
     script = as_other(["scontrol", "write", "batch_script", str(job_id), "-"])
     assert b"Invalid user id" in script.stderr and params["secret"].encode() not in script.stdout
+
+
+# -- the tunnel address ------------------------------------------------------------------
+
+SQUAT_PORTS = (47340, 47349)
+
+
+@pytest.fixture
+def squatter():
+    """squatter.py as the other user: start(address, target) -> ports held;
+    heard() stops it and says what reached it."""
+    path = "/tmp/scrun-squatter-%d.py" % os.getpid()
+    shutil.copy(os.path.join(os.path.dirname(__file__), "squatter.py"), path)
+    os.chmod(path, 0o644)
+    processes = []
+
+    class Squatter:
+        def start(self, address, target):
+            process = subprocess.Popen(
+                ["runuser", "-u", OTHER_USER, "--", "python3", path, address, target,
+                 str(SQUAT_PORTS[0]), str(SQUAT_PORTS[1]), "120"],
+                stdout=subprocess.PIPE, cwd="/tmp")
+            processes.append(process)
+            return json.loads(process.stdout.readline())["held"]
+
+        def heard(self):
+            process = processes[-1]
+            process.terminate()
+            return json.loads(process.communicate(timeout=30)[0])
+    yield Squatter()
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    os.unlink(path)
+
+
+ALL_SQUAT_PORTS = list(range(SQUAT_PORTS[0], SQUAT_PORTS[1] + 1))
+DUAL_STACK = dict(TunnelHost="scrun-dualstack", TunnelTls="no",
+                  TunnelPortRange="%d-%d" % SQUAT_PORTS)
+
+
+def test_a_squatter_beside_the_tunnel_never_hears_from_the_agent(squatter):
+    """TunnelHost names both ::1 and 127.0.0.1, and a node tries ::1 first.
+    Another user holds [::1]:P for every port of the range and relays what
+    comes to 127.0.0.1:P. Were the anchor to bind the name's IPv4 address
+    and hand out the name, the agent's handshake (and, without TLS, the
+    task key in the welcome) would pass through the squatter. The anchor
+    binds and hands out one literal, ::1 here, which the squatter holds:
+    create fails saying so, and the squatter hears nothing."""
+    before = all_user_jobs()
+    assert squatter.start("::1", "127.0.0.1") == ALL_SQUAT_PORTS
+    with user_config(**DUAL_STACK):
+        result = podman(*RUN, IMAGE, "echo", "through-the-tunnel", timeout=90)
+    heard = squatter.heard()
+    assert heard == {"connections": 0, "welcome": False}, (heard, result.stdout)
+    assert result.returncode != 0, result.stdout
+    text = result.stderr.decode()
+    assert "cannot listen on ::1 ports %d-%d" % SQUAT_PORTS in text, text
+    assert all_user_jobs() == before
+
+
+def test_the_agent_dials_the_literal_the_anchor_holds(squatter):
+    """The same name with the squatter on its IPv4 address instead: the
+    anchor holds [::1]:P, the job carries ::1, and the squatter hears nothing."""
+    before = all_user_jobs()
+    assert squatter.start("127.0.0.1", "::1") == ALL_SQUAT_PORTS
+    with user_config(**DUAL_STACK):
+        result = podman(*RUN, IMAGE, "echo", "through-the-tunnel", timeout=90)
+    heard = squatter.heard()
+    assert heard == {"connections": 0, "welcome": False}, (heard, result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"through-the-tunnel\n"
+    params = job_params(new_job(before))
+    assert params["host"] == "::1" and params["place"]
 
 
 # -- TLS -------------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
 """The login host reaches slurmrestd and nothing else of Slurm."""
+import json
+import os
 import re
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 from . import cluster
 from .cluster import IMAGE, MN, podman
+from e2e.testbed import OTHER_USER
 
 RUN = ("run", "--rm", "--network=none")
 
@@ -90,3 +95,39 @@ def test_a_single_node_job_can_be_pinned_with_a_feature():
                         "sh", "-c", "echo $SLURM_TOPOLOGY_ADDR")
         assert result.returncode == 0, result.stderr
         assert result.stdout == node.encode() + b"\n"
+
+
+LOOPBACK_PORTS = (47360, 47369)
+
+
+def test_a_node_refuses_a_loopback_tunnel_address():
+    """TunnelHost=127.0.0.1 on the login host: on n1, 127.0.0.1:P is n1's
+    own, where another user may listen. The agent refuses it without
+    dialling, and the container fails with a line that says what to set."""
+    squatter = "/tmp/scrun-squatter-mn-%d.py" % os.getpid()
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "e2e", "squatter.py"), squatter)
+    os.chmod(squatter, 0o644)
+    listening = subprocess.Popen(
+        ["nsenter", "--net=/run/netns/n1", "runuser", "-u", OTHER_USER, "--", "python3",
+         squatter, "127.0.0.1", "-", str(LOOPBACK_PORTS[0]), str(LOOPBACK_PORTS[1]),
+         "120"], stdout=subprocess.PIPE, cwd="/tmp")
+    try:
+        assert json.loads(listening.stdout.readline())["held"]
+        with cluster.user_dir() as scratch:
+            settings = {"TunnelHost": "127.0.0.1",
+                        "TunnelPortRange": "%d-%d" % LOOPBACK_PORTS}
+            with cluster.login_runtime(scratch, settings) as runtime:
+                result = podman(*RUN, "-e", "SCRUN_CONSTRAINT=n1", IMAGE, "true",
+                                runtime=runtime, timeout=90)
+        listening.terminate()
+        heard = json.loads(listening.communicate(timeout=30)[0])
+    finally:
+        if listening.poll() is None:
+            listening.kill()
+            listening.communicate()
+        os.unlink(squatter)
+    assert heard["connections"] == 0, heard
+    assert result.returncode != 0
+    text = result.stderr.decode()
+    assert "without its agent reaching the anchor at 127.0.0.1:" in text, text
+    assert "a loopback address" in text and "set TunnelHost" in text, text

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from scrun_rest.agent import oci_conf, task, task_bundle
+from scrun_rest.agent import oci_conf, runtime_hooks, task_bundle
 
 LETTERS = "bejmnprstuU"
 HOSTILE = [
@@ -102,7 +102,6 @@ def test_a_hostile_rootfs_path_reaches_the_runtime_as_one_argument(
 def test_hooks_and_the_leftover_sweep_quote_their_values(tmp_path, side):
     """RunTimeKill/Delete/Query run with a task's values, or with those a
     dead task recorded in its container.json."""
-    runner = task.Task.__new__(task.Task)
-    runner.settings = {"RunTimeDelete": "touch %r"}
-    runner._run_pattern("RunTimeDelete", values_with("r", "/nonexistent;touch %s" % side))
+    runtime_hooks.run({"RunTimeDelete": "touch %r"}, "RunTimeDelete",
+                      values_with("r", "/nonexistent;touch %s" % side))
     assert not os.path.exists(side)

@@ -66,7 +66,7 @@ def test_the_agent_puts_only_the_ticket_in_the_steps_environment(monkeypatch):
                      "ticket": TICKET})
     spec = json.loads(launched["SCRUN_REST_TASK"])
     assert spec == {"host": "10.0.0.1", "port": 9, "ticket": TICKET, "session": 4,
-                    "tls": None}
+                    "tls": None, "place": None}
 
 
 def test_a_task_proves_the_ticket_then_uses_the_key_from_its_setup(monkeypatch, tmp_path):
