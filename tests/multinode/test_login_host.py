@@ -97,7 +97,7 @@ def test_a_single_node_job_can_be_pinned_with_a_feature():
         assert result.stdout == node.encode() + b"\n"
 
 
-LOOPBACK_PORTS = (47360, 47369)
+LOOPBACK_PORTS = (29360, 29369)  # below the ephemeral range
 
 
 def test_a_node_refuses_a_loopback_tunnel_address():
