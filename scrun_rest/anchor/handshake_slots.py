@@ -7,6 +7,10 @@ one round trip, long before `total` newer connections push it out, so a
 flood only displaces itself. One source address may hold `per_source` of
 them, so that a flood from one host displaces its own connections, never a
 real peer's on another node. Authenticated links hold no slot.
+
+A peer that has spoken (sent its first bytes) goes after those that have
+not: a real peer speaks at once, so a flood of silent connections cannot
+push out one of the same address that is halfway through.
 """
 import collections
 
@@ -16,24 +20,34 @@ class HandshakeSlots:
         self.total = total
         self.per_source = per_source
         self._source_of = collections.OrderedDict()  # key -> source address, oldest first
+        self._spoken = set()
 
     def admit(self, key, source):
         """Take key in; returns the keys dropped to make room for it."""
         dropped = []
         same_source = [old for old, where in self._source_of.items() if where == source]
         if len(same_source) >= self.per_source:
-            dropped.append(same_source[0])
-            self.release(same_source[0])
+            dropped.append(self._first_to_go(same_source))
+            self.release(dropped[-1])
         if len(self._source_of) >= self.total:
-            oldest = next(iter(self._source_of))
-            dropped.append(oldest)
-            self.release(oldest)
+            dropped.append(self._first_to_go(list(self._source_of)))
+            self.release(dropped[-1])
         self._source_of[key] = source
         return dropped
+
+    def spoke(self, key):
+        """key's peer sent its first bytes (callable from any thread)."""
+        if key in self._source_of:
+            self._spoken.add(key)
+
+    def _first_to_go(self, keys):
+        silent = [key for key in keys if key not in self._spoken]
+        return (silent or keys)[0]
 
     def release(self, key):
         """key's handshake ended (or was dropped): its slot is free."""
         self._source_of.pop(key, None)
+        self._spoken.discard(key)
 
     def __contains__(self, key):
         return key in self._source_of

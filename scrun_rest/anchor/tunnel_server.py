@@ -14,6 +14,7 @@ throttled log line and a TCP connection shut down at once.
 """
 import logging
 import random
+import select
 import socket
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
@@ -122,11 +123,17 @@ class TunnelServer:
         try:
             if self.tls_context is not None:
                 from scrun_rest.tunnel import tls
+                # The client speaks first (its hello); a stranger may not.
+                if _readable(conn, HANDSHAKE_DEADLINE):
+                    self.slots.spoke(conn)
                 plain = tls.wrap_server(conn, self.tls_context, HANDSHAKE_DEADLINE)
                 plain.settimeout(HANDSHAKE_DEADLINE)
                 # The anchor gets a socketpair end: probes belong on the TCP link.
                 tcp = tls.relay_of(plain).secure
-            role = wire.server_handshake(plain, self.key_lookup)
+                role = wire.server_handshake(plain, self.key_lookup)
+            else:
+                role = wire.server_handshake(_Heard(conn, lambda: self.slots.spoke(conn)),
+                                             self.key_lookup)
         except BaseException:
             plain.close()
             raise
@@ -170,6 +177,30 @@ class TunnelServer:
             # a possible attack.
             log.error("rejected a tunnel connection from %s: %s (%d so far)", source, why,
                       self.rejected)
+
+
+def _readable(sock, timeout):
+    poller = select.poll()  # not select(): fds past 1023 are fine
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
+class _Heard:
+    """What server_handshake needs of a socket; notes the peer's first bytes."""
+
+    def __init__(self, sock, heard):
+        self.sock = sock
+        self.heard = heard
+
+    def sendall(self, data):
+        self.sock.sendall(data)
+
+    def recv(self, count):
+        data = self.sock.recv(count)
+        if data and self.heard is not None:
+            self.heard()
+            self.heard = None
+        return data
 
 
 def _shut(sock):

@@ -237,9 +237,12 @@ def idle(port, source):
 
 
 def hung_up(sock):
+    """Whether the anchor closed sock (read past any greeting to see)."""
     sock.settimeout(0.05)
     try:
-        return sock.recv(1) == b""
+        while sock.recv(4096):
+            pass
+        return True
     except socket.timeout:
         return False
     except OSError:
@@ -319,3 +322,38 @@ def test_every_failure_is_one_log_line_without_traceback(caplog, how):
     assert all(r.exc_info is None for r in caplog.records), \
         [r.getMessage() for r in caplog.records if r.exc_info]
 
+
+
+@pytest.mark.parametrize("with_tls", [False, True])
+def test_silent_connections_go_before_one_that_has_spoken(certificate, with_tls):
+    """Same address, as on the testbed and on a node whose user floods: a
+    peer halfway through its handshake outlives a stream of newer silent
+    connections, which displace each other."""
+    context = certificate[0] if with_tls else None
+
+    async def scenario(loop, server, arrived):
+        def speaking():
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            if with_tls:
+                sock = tls.client_context().wrap_socket(sock)
+            read_frame(sock)
+            sock.sendall(wire.encode({"nonce": "00" * wire.NONCE_BYTES})[:10])
+            return sock
+        talker = await loop.run_in_executor(None, speaking)
+        await asyncio.sleep(0.2)
+        silent = []
+        try:
+            for _ in range(20):
+                silent.append(await loop.run_in_executor(
+                    None, lambda: socket.create_connection(("127.0.0.1", server.port))))
+            await asyncio.sleep(0.5)
+            return hung_up(talker), sum(hung_up(s) for s in silent)
+        finally:
+            talker.close()
+            for sock in silent:
+                sock.close()
+
+    (talker_dropped, silent_dropped), escaped = run_with_server(scenario, tls_context=context)
+    assert escaped == []
+    assert not talker_dropped
+    assert silent_dropped == 13  # 21 for 8 slots: the talker keeps one
