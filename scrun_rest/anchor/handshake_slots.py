@@ -10,7 +10,8 @@ real peer's on another node. Authenticated links hold no slot.
 
 A peer that has spoken (sent its first bytes) goes after those that have
 not: a real peer speaks at once, so a flood of silent connections cannot
-push out one of the same address that is halfway through.
+push out one of the same address that is halfway through. One that has
+proved itself is never dropped: its peer is about to believe it is in.
 """
 import collections
 
@@ -21,17 +22,16 @@ class HandshakeSlots:
         self.per_source = per_source
         self._source_of = collections.OrderedDict()  # key -> source address, oldest first
         self._spoken = set()
+        self._verified = set()
 
     def admit(self, key, source):
         """Take key in; returns the keys dropped to make room for it."""
         dropped = []
         same_source = [old for old, where in self._source_of.items() if where == source]
         if len(same_source) >= self.per_source:
-            dropped.append(self._first_to_go(same_source))
-            self.release(dropped[-1])
+            self._drop_one(same_source, dropped)
         if len(self._source_of) >= self.total:
-            dropped.append(self._first_to_go(list(self._source_of)))
-            self.release(dropped[-1])
+            self._drop_one(list(self._source_of), dropped)
         self._source_of[key] = source
         return dropped
 
@@ -40,14 +40,27 @@ class HandshakeSlots:
         if key in self._source_of:
             self._spoken.add(key)
 
-    def _first_to_go(self, keys):
+    def verified(self, key):
+        """key's peer proved it holds the key (callable from any thread)."""
+        self._verified.add(key)
+
+    def may_drop(self, key):
+        return key in self._source_of and key not in self._verified
+
+    def _drop_one(self, keys, dropped):
+        """The oldest silent one, else the oldest; never a verified one
+        (then there is one more for a moment)."""
+        keys = [key for key in keys if key not in self._verified]
         silent = [key for key in keys if key not in self._spoken]
-        return (silent or keys)[0]
+        if keys:
+            dropped.append((silent or keys)[0])
+            self.release(dropped[-1])
 
     def release(self, key):
         """key's handshake ended (or was dropped): its slot is free."""
         self._source_of.pop(key, None)
         self._spoken.discard(key)
+        self._verified.discard(key)
 
     def __contains__(self, key):
         return key in self._source_of

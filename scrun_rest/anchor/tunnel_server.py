@@ -106,7 +106,7 @@ class TunnelServer:
             self._handshake_done, conn, peer, done, expiry))
 
     def _expire(self, conn):
-        if conn in self.slots:
+        if self.slots.may_drop(conn):
             self._drop(conn, "handshake unfinished after %g s" % HANDSHAKE_DEADLINE)
 
     def _drop(self, conn, why):
@@ -120,6 +120,10 @@ class TunnelServer:
         conn.settimeout(HANDSHAKE_DEADLINE)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         plain = tcp = conn
+
+        def verified():
+            self.slots.verified(conn)
+
         try:
             if self.tls_context is not None:
                 from scrun_rest.tunnel import tls
@@ -130,10 +134,10 @@ class TunnelServer:
                 plain.settimeout(HANDSHAKE_DEADLINE)
                 # The anchor gets a socketpair end: probes belong on the TCP link.
                 tcp = tls.relay_of(plain).secure
-                role = wire.server_handshake(plain, self.key_lookup)
+                role = wire.server_handshake(plain, self.key_lookup, verified)
             else:
                 role = wire.server_handshake(_Heard(conn, lambda: self.slots.spoke(conn)),
-                                             self.key_lookup)
+                                             self.key_lookup, verified)
         except BaseException:
             plain.close()
             raise

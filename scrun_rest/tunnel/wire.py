@@ -142,11 +142,13 @@ def client_handshake(sock, key_for_role, role):
         raise TunnelError("the anchor failed to prove it holds the container secret")
 
 
-def server_handshake(sock, key_lookup):
+def server_handshake(sock, key_lookup, on_verified=None):
     """Check a connecting peer; returns its role.
 
     key_lookup(role) returns the secret for that kind of role, or None when
     such a connection is not welcome (for example a second agent).
+    on_verified() runs once the peer has proved itself, before our answer
+    lets it believe it is in.
     """
     server_nonce = os.urandom(NONCE_BYTES)
     send(sock, {"v": PROTOCOL_VERSION, "nonce": server_nonce.hex()})
@@ -163,6 +165,8 @@ def server_handshake(sock, key_lookup):
     expected = _mac(key, b"client", server_nonce, client_nonce, role)
     if not _same(answer.get("mac", ""), expected):
         raise TunnelError("bad credentials")
+    if on_verified is not None:
+        on_verified()
     send(sock, {"mac": _mac(key, b"server", client_nonce, server_nonce, role)})
     return role
 
