@@ -160,6 +160,7 @@ class TunnelServer:
         except (Exception, CancelledError) as exc:
             # Whatever it was, the peer ends here: no traceback, one log line.
             why = why or _first_line(exc)
+            _drop_tracebacks(exc)
         if why is not None:
             _shut(handle)  # even where a TLS relay holds the socket too
         handle.close()
@@ -213,6 +214,15 @@ def _shut(sock):
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _drop_tracebacks(exc):
+    """ssl's wrap_socket, failing early (a peer reset as TLS begins), leaves
+    the socket it took over open, held by its frame in a cycle with the
+    exception: its fd would outlive the rejection until the next full GC."""
+    while exc is not None:
+        exc.__traceback__ = None
+        exc = exc.__context__
 
 
 def _first_line(exc):

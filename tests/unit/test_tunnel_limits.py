@@ -357,3 +357,31 @@ def test_silent_connections_go_before_one_that_has_spoken(certificate, with_tls)
     assert escaped == []
     assert not talker_dropped
     assert silent_dropped == 13  # 21 for 8 slots: the talker keeps one
+
+
+def test_peers_reset_as_tls_begins_leave_no_fd(certificate):
+    """ssl's wrap_socket, failing early, leaves the socket it took over open
+    in a cycle with its exception: until a full GC (which an idle anchor
+    seldom runs) each such peer kept an fd."""
+    import gc
+    import struct
+    context, _ = certificate
+
+    async def scenario(loop, server, arrived):
+        baseline = open_fds()
+        for _ in range(30):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            # Linger 0: close sends a reset, as a dropped peer's kernel does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        await until(lambda: server.rejected >= 30 and not server.handles, 10)
+        await asyncio.sleep(0.2)
+        return open_fds() - baseline, server.rejected
+
+    gc.disable()
+    try:
+        (extra, rejected), escaped = run_with_server(scenario, tls_context=context)
+    finally:
+        gc.enable()
+    assert escaped == [] and rejected == 30
+    assert extra <= 2, extra
