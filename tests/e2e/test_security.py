@@ -265,6 +265,10 @@ def test_tls_tunnel_speaks_nothing_in_clear(hostile_client):
 FLOOD_SECONDS = 25
 # Generous: unloaded, each answers in well under a second.
 ANSWER_BOUND = 5.0
+# An exec starts a step whose task dials the flooded port from the flooder's
+# own address (the testbed is one host, whose two CPUs the flooder shares):
+# its dial may be displaced and retried. Measured 2.5-2.7 s plain, 4-7 s TLS.
+EXEC_BOUND_IN_FLOOD = 15.0
 
 
 def timed(argv):
@@ -342,8 +346,9 @@ def test_state_kill_and_exec_answer_under_a_connection_flood(hostile_client, mod
         assert report["idle"] >= 200 and report["junk"] >= 200
         if mode == "tls":
             assert report["bad_tls_done"] >= 150
-        for took in (during, after):
-            assert max(took.values()) < ANSWER_BOUND, took
+        assert max(during.values()) < EXEC_BOUND_IN_FLOOD, during
+        assert max(v for k, v in during.items() if k != "exec") < ANSWER_BOUND, during
+        assert max(after.values()) < ANSWER_BOUND, after
         assert settled[0] <= calm[0] + 64 + 5 and settled[1] <= calm[1] + 10, (calm, settled)
         assert "Traceback" not in log
         # Throttled: 20 lines, then one per 100.
