@@ -6,12 +6,12 @@ of the anchor's own uid are served (SO_PEERCRED).
 """
 import asyncio
 import collections
-import errno
 import logging
 import os
 
 from scrun_rest import fd_passing
 from scrun_rest.anchor import control
+from scrun_rest.anchor.accept_loop import AcceptLoop
 from scrun_rest.anchor.sessions import Session
 from scrun_rest.anchor.task_links import task_message
 from scrun_rest.errors import UserError
@@ -19,8 +19,6 @@ from scrun_rest.tunnel import messages, wire
 
 log = logging.getLogger("scrun_rest.anchor")
 MAX_FDS = 4
-# Out of fds: how long to let others close theirs before accepting again.
-ACCEPT_BACKOFF = 0.1
 # How long an exec waits for a container that start has just let go.
 EXEC_WAITS_FOR_START = 30
 
@@ -101,23 +99,31 @@ class ControlServer:
     def __init__(self, anchor):
         self.anchor = anchor
         self.loop = anchor.loop
+        self.stopped = asyncio.Event()
+        self.accepting = None
 
     async def serve(self, listener):
-        while True:
-            try:
-                client, _ = await self.loop.sock_accept(listener)
-            except OSError as exc:
-                if listener.fileno() < 0:
-                    return  # closed: the anchor is ending
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    await asyncio.sleep(ACCEPT_BACKOFF)
-                continue
-            if control.peer_uid(client) != os.getuid():
-                log.error("refused a control connection from uid %d",
-                          control.peer_uid(client))
-                client.close()
-                continue
-            self.anchor.tasks.start(self.serve_client(client), "control command")
+        """Accept commands until stop(): out of fds it pauses, it never ends."""
+        self.accepting = AcceptLoop(self.loop, listener, self._accepted,
+                                    "control socket").start()
+        try:
+            await self.stopped.wait()
+        finally:
+            self.accepting.stop()
+
+    def stop(self):
+        """Call before the listener closes: no reader may outlive its fd."""
+        if self.accepting is not None:
+            self.accepting.stop()
+        self.stopped.set()
+
+    def _accepted(self, client, _):
+        uid = control.peer_uid(client)
+        if uid != os.getuid():
+            log.error("refused a control connection from uid %d", uid)
+            client.close()
+            return
+        self.anchor.tasks.start(self.serve_client(client), "control command")
 
     async def serve_client(self, sock):
         sock.setblocking(False)

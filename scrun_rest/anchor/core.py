@@ -61,6 +61,7 @@ class Anchor:
         self.rest = None
         self.tunnel = None
         self.control_sock = None
+        self.control_server = None
         self.tls_pin = None
 
     # -- helpers ------------------------------------------------------------
@@ -131,13 +132,16 @@ class Anchor:
         self.tunnel.start()
         self.control_sock = control.bind(self.spool.socket_path)
         self.control_sock.setblocking(False)
-        self.tasks.start(ControlServer(self).serve(self.control_sock), "control socket")
+        self.control_server = ControlServer(self)
+        self.tasks.start(self.control_server.serve(self.control_sock), "control socket")
         log.info("tunnel listening on %s%s", self.tunnel.address,
                  " (TLS)" if tls_context is not None else "")
 
     def close_servers(self):
         if self.tunnel is not None:
             self.tunnel.close()
+        if self.control_server is not None:
+            self.control_server.stop()
         if self.control_sock is not None:
             self.control_sock.close()
             self.control_sock = None

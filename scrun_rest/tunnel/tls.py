@@ -102,7 +102,10 @@ class Relay:
     """Copies between one TLS socket and a socketpair, in both directions.
 
     flushed is set once everything written to the plain end before its
-    write side closed has left on the TLS connection.
+    write side closed has left on the TLS connection. Once the plain end is
+    closed for good (not just half-closed) nobody can read what the peer
+    sends: the relay ends then, even if the peer stays silent, or every
+    peer dropped before its handshake ended would keep a thread and two fds.
     """
 
     def __init__(self, secure):
@@ -112,6 +115,7 @@ class Relay:
         self.up = bytearray()      # plain -> TLS
         self.down = bytearray()    # TLS -> plain
         self.plain_eof = False
+        self.plain_closed = False
         self.tls_eof = False
         self.up_done = False
         self.down_done = False
@@ -164,12 +168,15 @@ class Relay:
             plain_events |= select.POLLIN
         if self.down and not self.down_done:
             plain_events |= select.POLLOUT
-        for sock, events in ((self.secure, tls_events), (self.inner, plain_events)):
+        # Registered even with no events: poll reports a hang-up regardless.
+        watch_plain = plain_events or not self.plain_closed
+        for sock, events, watch in ((self.secure, tls_events, bool(tls_events)),
+                                    (self.inner, plain_events, watch_plain)):
             try:
                 poller.unregister(sock)
             except KeyError:
                 pass
-            if events:
+            if watch:
                 poller.register(sock, events)
         for fd, events in poller.poll(1000):
             if fd == self.secure.fileno():
@@ -177,9 +184,12 @@ class Relay:
                 if events & (select.POLLIN | select.POLLHUP | select.POLLERR) or \
                         self.tls_wants_write:
                     self._read_tls()
-            elif fd == self.inner.fileno() and events & (select.POLLIN | select.POLLHUP |
-                                                         select.POLLERR):
-                self._read_plain()
+            elif fd == self.inner.fileno():
+                if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    # A socketpair end hangs up only once its peer is closed.
+                    self.plain_closed = True
+                if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    self._read_plain()
 
     def _read_tls(self):
         self.tls_wants_write = False
@@ -243,6 +253,10 @@ class Relay:
             del self.down[:sent]
 
     def _finish_directions(self):
+        if self.plain_closed and not self.down_done:
+            # Nobody will read it: stop waiting for the peer.
+            self.down = bytearray()
+            self.tls_eof = True
         if self.plain_eof and not self.up and not self.up_done:
             self.up_done = True
             try:

@@ -23,6 +23,9 @@ import struct
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 8 << 20
+# Before authentication a peer is a stranger: its frames (a nonce, a role
+# and a MAC, a few hundred bytes) must not make us buffer megabytes.
+MAX_HANDSHAKE_FRAME = 4 << 10
 HEADER = struct.Struct(">I")
 NONCE_BYTES = 32
 
@@ -53,13 +56,13 @@ def _recv_exact(sock, count):
     return b"".join(chunks)
 
 
-def recv(sock):
-    """Read one message; None at a clean end of stream."""
+def recv(sock, limit=MAX_FRAME):
+    """Read one message of at most limit bytes; None at a clean end of stream."""
     header = _recv_exact(sock, HEADER.size)
     if header is None:
         return None
     (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME:
+    if length > limit:
         raise TunnelError("frame of %d bytes is too large" % length)
     body = _recv_exact(sock, length)
     if body is None:
@@ -72,6 +75,9 @@ def decode(body):
         message = json.loads(body.decode("utf-8"))
     except ValueError:
         raise TunnelError("frame is not JSON")
+    except RecursionError:
+        # A few KiB of "[[[[" exhaust the parser's stack.
+        raise TunnelError("frame nests too deeply")
     if not isinstance(message, dict):
         raise TunnelError("frame is not a JSON object")
     return message
@@ -123,28 +129,30 @@ def _hex_nonce(value):
 
 def client_handshake(sock, key_for_role, role):
     """Authenticate to the anchor as `role`; raises TunnelError on failure."""
-    hello = recv(sock)
+    hello = recv(sock, MAX_HANDSHAKE_FRAME)
     if not hello or hello.get("v") != PROTOCOL_VERSION:
         raise TunnelError("peer is not a scrun-rest anchor of protocol %d" % PROTOCOL_VERSION)
     server_nonce = _hex_nonce(hello.get("nonce"))
     client_nonce = os.urandom(NONCE_BYTES)
     send(sock, {"nonce": client_nonce.hex(), "role": role,
                 "mac": _mac(key_for_role, b"client", server_nonce, client_nonce, role)})
-    reply = recv(sock)
+    reply = recv(sock, MAX_HANDSHAKE_FRAME)
     expected = _mac(key_for_role, b"server", client_nonce, server_nonce, role)
     if not reply or not _same(reply.get("mac", ""), expected):
         raise TunnelError("the anchor failed to prove it holds the container secret")
 
 
-def server_handshake(sock, key_lookup):
+def server_handshake(sock, key_lookup, on_verified=None):
     """Check a connecting peer; returns its role.
 
     key_lookup(role) returns the secret for that kind of role, or None when
     such a connection is not welcome (for example a second agent).
+    on_verified() runs once the peer has proved itself, before our answer
+    lets it believe it is in.
     """
     server_nonce = os.urandom(NONCE_BYTES)
     send(sock, {"v": PROTOCOL_VERSION, "nonce": server_nonce.hex()})
-    answer = recv(sock)
+    answer = recv(sock, MAX_HANDSHAKE_FRAME)
     if not answer:
         raise TunnelError("peer closed during the handshake")
     client_nonce = _hex_nonce(answer.get("nonce"))
@@ -157,6 +165,8 @@ def server_handshake(sock, key_lookup):
     expected = _mac(key, b"client", server_nonce, client_nonce, role)
     if not _same(answer.get("mac", ""), expected):
         raise TunnelError("bad credentials")
+    if on_verified is not None:
+        on_verified()
     send(sock, {"mac": _mac(key, b"server", client_nonce, server_nonce, role)})
     return role
 

@@ -4,6 +4,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 
 import pytest
 
@@ -153,3 +154,58 @@ def test_drain_sends_what_was_written_before_exit(certificate):
     tls.drain(10)
     thread.join(10)
     assert got == [b"x" * 500000]
+
+
+def silent_tls_peer(port):
+    """A peer that completes TLS, then says nothing and stays connected."""
+    client = tls.client_context()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return client.wrap_socket(sock)
+
+
+def test_the_relay_ends_when_its_plain_end_is_closed(certificate):
+    """The anchor closes the plain end of a peer it rejects; a relay that
+    waited for the peer's EOF stayed, with two fds, for as long as the peer
+    kept quiet: one thread per rejected peer."""
+    context, _ = certificate
+    relays = []
+    port, thread = accept_once(lambda conn: relays.append(
+        tls.relay_of(tls.wrap_server(conn, context, 5))))
+    peer = silent_tls_peer(port)
+    thread.join(10)
+    relay = relays[0]
+    relay.outer.close()
+    try:
+        assert relay.flushed.wait(5)
+        deadline = time.monotonic() + 5
+        while relay in tls._relays and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert relay not in tls._relays
+        assert relay.secure.fileno() == -1 and relay.inner.fileno() == -1
+        # The peer sees the end of the connection.
+        peer.settimeout(5)
+        assert peer.recv(10) == b""
+    finally:
+        peer.close()
+
+
+def test_a_half_closed_plain_end_still_reads(certificate):
+    """Ending at a hang-up must not end a stream whose plain end only
+    stopped writing (a task's stdout sender, drain() at exit)."""
+    context, _ = certificate
+    relays = []
+    port, thread = accept_once(lambda conn: relays.append(
+        tls.wrap_server(conn, context, 5)))
+    peer = silent_tls_peer(port)
+    thread.join(10)
+    plain = relays[0]
+    try:
+        plain.shutdown(socket.SHUT_WR)
+        peer.settimeout(5)
+        assert peer.recv(10) == b""  # the half-close reached the peer
+        peer.sendall(b"still heard")
+        plain.settimeout(5)
+        assert plain.recv(100) == b"still heard"
+    finally:
+        plain.close()
+        peer.close()

@@ -122,3 +122,45 @@ def test_keep_alive_bounds_both_silence_and_unacknowledged_data():
             wire.USER_TIMEOUT_MS
     finally:
         sock.close()
+
+
+# Handshake frames are a few hundred bytes: a header announcing more is
+# refused before any body is read (both sides), and never waited for.
+BIG_HEADER = wire.HEADER.pack(5000)
+
+
+def test_the_anchor_refuses_a_big_handshake_answer_at_its_header():
+    server, client = _pair()
+    server.settimeout(2)
+    client.sendall(BIG_HEADER)  # and no body: a wait for it would time out
+    with pytest.raises(wire.TunnelError, match="too large"):
+        wire.server_handshake(server, lambda role: SECRET)
+    server.close()
+    client.close()
+
+
+def test_the_agent_refuses_a_big_greeting_at_its_header():
+    server, client = _pair()
+    client.settimeout(2)
+    server.sendall(BIG_HEADER)
+    with pytest.raises(wire.TunnelError, match="too large"):
+        wire.client_handshake(client, SECRET, {"kind": "agent"})
+    server.close()
+    client.close()
+
+
+def test_deeply_nested_json_is_a_protocol_error():
+    """1 KB of "[[[" raised RecursionError, past every handler that expects
+    TunnelError; the anchor then logged a traceback per connection."""
+    nested = b"[" * 4000
+    with pytest.raises(wire.TunnelError, match="nests too deeply"):
+        wire.decode(nested)
+    with pytest.raises(wire.TunnelError, match="nests too deeply"):
+        wire.FrameReader().feed(wire.HEADER.pack(len(nested)) + nested)
+    server, client = _pair()
+    server.settimeout(2)
+    client.sendall(wire.HEADER.pack(len(nested)) + nested)
+    with pytest.raises(wire.TunnelError, match="nests too deeply"):
+        wire.server_handshake(server, lambda role: SECRET)
+    server.close()
+    client.close()
