@@ -42,7 +42,8 @@ class HandshakeSlots:
 
     def verified(self, key):
         """key's peer proved it holds the key (callable from any thread)."""
-        self._verified.add(key)
+        if key in self._source_of:  # not one dropped meanwhile: no stale entry
+            self._verified.add(key)
 
     def may_drop(self, key):
         return key in self._source_of and key not in self._verified
