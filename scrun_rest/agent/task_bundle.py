@@ -8,6 +8,7 @@ patterns, run or create/start. Python 3.6+, stdlib only.
 import json
 import os
 import re
+import socket
 
 from scrun_rest.agent import node_config, oci_conf, runtime_root
 from scrun_rest.oci import rootfs_lookup
@@ -31,7 +32,9 @@ def prepare(setup, settings, workdir):
     rootfs = config.get("root", {}).get("path", "")
     terminal = "tty" in setup["streams"]
     process = setup.get("process") if mode == "exec" else config.get("process", {})
-    problem = rootfs_lookup.check_executable(rootfs, process or {})
+    node = "node %s" % (os.environ.get("SLURMD_NODENAME") or socket.gethostname())
+    problem = (rootfs_lookup.missing_rootfs(rootfs, node)
+               or rootfs_lookup.check_executable(rootfs, process or {}))
     if problem:
         return None, problem
     env_file = os.path.join(workdir, "environment")

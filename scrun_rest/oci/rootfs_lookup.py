@@ -50,6 +50,28 @@ def _env_path(process):
     return DEFAULT_PATH
 
 
+def missing_rootfs(rootfs, where):
+    """None when rootfs is a dir with something in it, else (126, why).
+
+    A node that does not see the submit host's container storage at the same
+    path finds no rootfs there, or an empty dir where podman mounted its
+    overlay (that mount exists only in podman's own mount namespace); the
+    program would then be "not found", which blames the wrong thing."""
+    try:
+        state = "is empty" if not os.listdir(rootfs) else None
+    except (FileNotFoundError, NotADirectoryError):
+        state = "does not exist"
+    except OSError as exc:
+        state = "cannot be read (%s)" % (exc.strerror or exc)
+    if state is None:
+        return None
+    return 126, ("the container's root filesystem %s %s on %s: it does not see the "
+                 "submit host's container storage at that path (podman's overlay "
+                 "storage exists only inside podman's own mount namespace): keep images "
+                 "where the nodes see them at the same path (vfs storage on a shared "
+                 "filesystem), or stage the bundle with scrun.lua" % (rootfs, state, where))
+
+
 def check_executable(rootfs, process):
     """None when the program exists, else (exit status, runc-style message)."""
     args = process.get("args") or []

@@ -385,6 +385,37 @@ def test_tunnel_host_the_anchor_cannot_use():
     assert all_user_jobs() == before
 
 
+# -- a rootfs the node cannot see --------------------------------------------------------
+
+@pytest.fixture
+def overlay_podman():
+    """podman argv of the test user with overlay storage of its own (podman's
+    default driver), holding the test image; removed afterwards."""
+    base = "%s/.local/share/scrun-test-overlay-%d" % (testbed.HOME, os.getpid())
+    argv = ["podman", "--storage-driver", "overlay", "--root", base + "/root",
+            "--runroot", "%s/scrun-test-overlay-%d" % (testbed.RUNTIME_DIR, os.getpid())]
+    loaded = as_user(argv + ["import", "-q", testbed.FACTS.get(
+        "TB_ROOTFS_TAR", "/var/lib/scrun-testbed/busybox.tar"), IMAGE])
+    assert loaded.returncode == 0, loaded.stderr
+    yield argv
+    as_user(argv + ["system", "reset", "-f"])
+    as_user(["rm", "-rf", base])
+
+
+def test_an_overlay_rootfs_the_node_cannot_see_is_named(overlay_podman):
+    """The overlay mount exists only in podman's mount namespace: the task
+    on the node finds an empty dir, and says so, not "echo: not found"."""
+    before = all_user_jobs()
+    result = as_user(overlay_podman + ["--runtime", RUNTIME] + list(RUN)
+                     + [IMAGE, "echo", "hi"])
+    assert result.returncode == 126, (result.returncode, result.stderr)
+    line = one_clear_line(result.stderr, "the container's root filesystem ",
+                          "/merged is empty on node ", "podman's overlay storage")
+    assert "not found" not in line
+    job_id = new_job(before)
+    assert wait_until(lambda: str(job_id) not in user_jobs(), 10)
+
+
 # -- the compute-side runtime ------------------------------------------------------------
 
 NOT_EXECUTABLE = testbed.HOME + "/.config/scrun-rest/not-a-runtime"

@@ -95,3 +95,22 @@ def test_env_exclude_drops_matching_variables(node_env):
     env = task_bundle.container_env({"env": {"SCRUN_X": "1"}}, {"EnvExclude": "^SLURM_PROC"})
     assert "SLURM_PROCID" not in env and env["SLURM_STEP_ID"] == "3" and env["SCRUN_X"] == "1"
     assert "SLURM_JWT" not in env
+
+
+@pytest.mark.parametrize("state", ["is empty", "does not exist"])
+def test_a_rootfs_the_node_cannot_see_is_named_not_the_program(
+        podman_like_config, node_env, workdir, tmp_path, state):
+    """podman's overlay mount seen from outside its mount namespace is an
+    empty dir; a node without the submit host's storage has no dir at all.
+    Either way the program is not what is missing."""
+    rootfs = tmp_path / "merged"
+    if state == "is empty":
+        rootfs.mkdir()
+    config = dict(podman_like_config, root={"path": str(rootfs)})
+    setup = {"mode": "run", "config": config, "streams": ["stdout"], "env": {}}
+    plan, problem = task_bundle.prepare(setup, SETTINGS, workdir)
+    assert plan is None and problem[0] == 126
+    assert problem[1].startswith("the container's root filesystem %s %s on node n2: "
+                                 % (rootfs, state)), problem
+    assert "not found" not in problem[1]
+    assert os.listdir(workdir) == []
