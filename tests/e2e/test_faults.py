@@ -398,8 +398,10 @@ def overlay_podman():
         "TB_ROOTFS_TAR", "/var/lib/scrun-testbed/busybox.tar"), IMAGE])
     assert loaded.returncode == 0, loaded.stderr
     yield argv
-    as_user(argv + ["system", "reset", "-f"])
-    as_user(["rm", "-rf", base])
+    # Not `system reset`: it ends the user's podman namespace for every
+    # later test (each then warns that / is not a shared mount).
+    as_user(argv + ["rmi", "-a", "-f"])
+    as_user(argv + ["unshare", "rm", "-rf", base, argv[-1]])
 
 
 def test_an_overlay_rootfs_the_node_cannot_see_is_named(overlay_podman):
