@@ -15,6 +15,7 @@ import stat
 import subprocess
 import time
 
+from . import owners
 from .config import real_uid
 from .errors import UserError
 
@@ -111,7 +112,7 @@ def _loose(path, info, any_owner):
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         return "is writable by others (mode %03o); run: chmod 600 %s" % (mode, path)
     if not any_owner and info.st_uid not in (os.geteuid(), 0):
-        return "belongs to %s, not to you or root, so they could replace it" % _owner(info.st_uid)
+        return "belongs to %s, not to you or root, so they could replace it" % owners.describe(info.st_uid)
     directory = os.path.dirname(os.path.abspath(path))
     dir_mode = stat.S_IMODE(os.stat(directory).st_mode)
     # In a sticky dir (/tmp) others cannot rename or remove our file; the
@@ -120,13 +121,6 @@ def _loose(path, info, any_owner):
         return ("is in %s, which others can write (mode %03o), so they could replace it"
                 % (directory, dir_mode))
     return None
-
-
-def _owner(uid):
-    try:
-        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
-    except KeyError:
-        return "uid %d" % uid
 
 
 def _running_as_root():

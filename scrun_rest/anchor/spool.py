@@ -6,7 +6,7 @@ import errno
 import os
 import stat
 
-from scrun_rest import lean_json
+from scrun_rest import lean_json, owners
 from scrun_rest.errors import UserError
 
 STATE_FILE = "state.json"
@@ -50,18 +50,10 @@ def ensure_private_dir(path):
         raise UserError("%s is not a directory" % path)
     if info.st_uid != os.getuid():
         raise UserError("%s belongs to %s, not to you; choose a --root of your own"
-                        % (path, _owner(info.st_uid)))
+                        % (path, owners.describe(info.st_uid)))
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UserError("%s is writable by others (mode %03o); run: chmod 700 %s"
                         % (path, stat.S_IMODE(info.st_mode), path))
-
-
-def _owner(uid):
-    import pwd
-    try:
-        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
-    except KeyError:
-        return "uid %d" % uid
 
 
 class Spool:

@@ -245,6 +245,17 @@ DUAL_STACK = dict(TunnelHost="scrun-dualstack", TunnelTls="no",
                   TunnelPortRange="%d-%d" % SQUAT_PORTS)
 
 
+def run_beside(squatter, address, target):
+    """A container with TunnelHost=scrun-dualstack while the squatter holds
+    every port of the range on address; the squatter must hear nothing."""
+    assert squatter.start(address, target) == ALL_SQUAT_PORTS
+    with user_config(**DUAL_STACK):
+        result = podman(*RUN, IMAGE, "echo", "through-the-tunnel", timeout=90)
+    heard = squatter.heard()
+    assert heard == {"connections": 0, "welcome": False}, (heard, result.stderr)
+    return result
+
+
 def test_a_squatter_beside_the_tunnel_never_hears_from_the_agent(squatter):
     """TunnelHost names both ::1 and 127.0.0.1, and a node tries ::1 first.
     Another user holds [::1]:P for every port of the range and relays what
@@ -254,11 +265,7 @@ def test_a_squatter_beside_the_tunnel_never_hears_from_the_agent(squatter):
     binds and hands out one literal, ::1 here, which the squatter holds:
     create fails saying so, and the squatter hears nothing."""
     before = all_user_jobs()
-    assert squatter.start("::1", "127.0.0.1") == ALL_SQUAT_PORTS
-    with user_config(**DUAL_STACK):
-        result = podman(*RUN, IMAGE, "echo", "through-the-tunnel", timeout=90)
-    heard = squatter.heard()
-    assert heard == {"connections": 0, "welcome": False}, (heard, result.stdout)
+    result = run_beside(squatter, "::1", "127.0.0.1")
     assert result.returncode != 0, result.stdout
     text = result.stderr.decode()
     assert "cannot listen on ::1 ports %d-%d" % SQUAT_PORTS in text, text
@@ -269,11 +276,7 @@ def test_the_agent_dials_the_literal_the_anchor_holds(squatter):
     """The same name with the squatter on its IPv4 address instead: the
     anchor holds [::1]:P, the job carries ::1, and the squatter hears nothing."""
     before = all_user_jobs()
-    assert squatter.start("127.0.0.1", "::1") == ALL_SQUAT_PORTS
-    with user_config(**DUAL_STACK):
-        result = podman(*RUN, IMAGE, "echo", "through-the-tunnel", timeout=90)
-    heard = squatter.heard()
-    assert heard == {"connections": 0, "welcome": False}, (heard, result.stderr)
+    result = run_beside(squatter, "127.0.0.1", "::1")
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"through-the-tunnel\n"
     params = job_params(new_job(before))
