@@ -10,7 +10,8 @@ import logging
 import os
 import signal
 
-from scrun_rest.anchor import control, job_fate, job_submission, lifecycle as life
+from scrun_rest.anchor import (bundle_server, control, job_fate, job_submission,
+                               lifecycle as life)
 from scrun_rest.anchor.agent_link import AgentLink
 from scrun_rest.anchor.control_server import ControlServer
 from scrun_rest.anchor.create_report import CREATED, PENDING, Reporter
@@ -316,6 +317,8 @@ class Anchor:
 
     async def end_session(self, session):
         await session.wait_drained()
+        for line in await self.blocking(bundle_server.settle, session.tasks.values()):
+            session.write_local_error(line)
         code = session.exit_status()
         error, error_code = session.first_error()
         if error is None and code and not session.go_sent:

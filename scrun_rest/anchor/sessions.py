@@ -33,6 +33,9 @@ class TaskLink:
         self.container = None
         self.started = False               # its runtime runs the user's program
         self.runtime_root = None
+        self.rootfs_copy = None            # its node's copy of the rootfs
+        # Its bundle transfers (anchor/bundle_server.py), when it has items.
+        self.transfer = None
         self.status = None
         self.error = None
 
