@@ -29,6 +29,7 @@ AGENT_MODULES = (
     "scrun_rest.tunnel.tls",
     "scrun_rest.tunnel.messages",
     "scrun_rest.conf_lines",
+    "scrun_rest.pipe_size",
     "scrun_rest.oci.rootfs_lookup",
 )
 PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.oci", "scrun_rest.tunnel")
