@@ -3,9 +3,10 @@ a socket or a pipe, by GNU tar where the host has it and by the stdlib
 writer (python_tar) where not.
 
 Names in the archive: a directory's members are "." and "./NAME..." (what
-`tar -C DIR .` writes); a single file (or symlink, or fifo) is one member
-named by its basename. Symlinks are archived as links, never followed, the
-top one included: resolve `path` first to pack what it points at.
+`tar -C DIR .` writes), so unpacking puts its content straight into the
+destination; a single file (or symlink, or fifo) is one member,
+"./BASENAME". Symlinks are archived as links, never followed, the top one
+included: resolve `path` first to pack what it points at.
 
 GNU tar writes straight into out_fd as its stdout, so the bytes never pass
 through Python. Only user.* xattrs are sent (security.* labels and
@@ -82,7 +83,7 @@ def pack(path, out_fd):
     if stat.S_ISDIR(st.st_mode):
         return _write(path, [b"."], True, out_fd)
     base, name = os.path.split(os.path.abspath(path))
-    return _write(base, [relpaths.to_bytes(name)], False, out_fd)
+    return _write(base, [b"./" + relpaths.to_bytes(name)], False, out_fd)
 
 
 def pack_paths(base, names, out_fd):
@@ -96,12 +97,13 @@ def pack_paths(base, names, out_fd):
         except ValueError as err:
             raise PackError(os.path.join(base, relpaths.to_str(relpaths.to_bytes(name))),
                             "refused: %s" % err)
-        # "./" in front: a name beginning with "-" is not an option to tar.
         members.append(b"./" + b"/".join(parts) if parts else b".")
     return _write(base, members, False, out_fd)
 
 
 def _write(base, names, recursive, out_fd):
+    # Each name starts with "./" (or is "."): one beginning with "-" would
+    # be an option to an old GNU tar reading --files-from.
     tar = tar_program()
     if tar is None:
         python_tar.write(base, names, recursive, out_fd)

@@ -121,7 +121,8 @@ class _Extraction:
             self.stats["devices"] += 1
             return
         if not parts and not member.isdir():
-            raise ExtractError(path, "refused: a member that is not a directory names the destination")
+            raise ExtractError(path, "refused: a member that is not a directory "
+                                     "names the destination")
         try:
             if member.isdir():
                 self._directory(parts, member)
@@ -165,7 +166,7 @@ class _Extraction:
         remove_entry(parent, parts[-1])
 
     def _file(self, parts, member, stream):
-        fd = self._create(parts, lambda parent, name: os.open(name, FILE_FLAGS, 0o600, dir_fd=parent))
+        fd = self._create(parts, _new_file)
         try:
             stream.copy_to(fd, member.size)
             self.stats["bytes"] += member.size
@@ -262,6 +263,10 @@ class _Extraction:
                     raise ExtractError(path, why(err))
         finally:
             chain.close()
+
+
+def _new_file(parent, name):
+    return os.open(name, FILE_FLAGS, 0o600, dir_fd=parent)
 
 
 def _make_or_reuse_dir(parent, name):

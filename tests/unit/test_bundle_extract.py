@@ -1,5 +1,6 @@
 """safe_extract against archives we did not make: nothing appears, changes
 or is followed outside the destination (bundle/safe_extract.py)."""
+import errno
 import io
 import os
 import resource
@@ -12,7 +13,7 @@ import pytest
 from bundle_trees import (archive, dir_member, file_member, hardlink_member, listing,
                           symlink_member)
 from scrun_rest.bundle import safe_extract
-from scrun_rest.bundle.errors import ExtractError
+from scrun_rest.bundle.errors import ExtractError, why
 
 
 @pytest.fixture
@@ -262,7 +263,10 @@ def tiny_tmpfs(tmp_path, unavailable):
         unavailable("mounting a 1 MiB tmpfs needs root")
     mount = tmp_path / "tiny"
     mount.mkdir()
-    subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)])
+    said = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if said.returncode:
+        unavailable("cannot mount a tmpfs: %s" % said.stdout.strip())
     yield str(mount)
     subprocess.check_call(["umount", str(mount)])
 
@@ -274,3 +278,9 @@ def test_a_full_disk_says_no_space_left_naming_the_file(tiny_tmpfs):
     assert caught.value.path == os.path.join(tiny_tmpfs, "too-big")
     assert caught.value.why == "no space left"
     assert str(caught.value) == "%s: no space left" % os.path.join(tiny_tmpfs, "too-big")
+
+
+def test_a_full_disk_and_a_full_quota_are_said_plainly():
+    assert why(OSError(errno.ENOSPC, "No space left on device")) == "no space left"
+    assert why(OSError(errno.EDQUOT, "Disk quota exceeded")) == "disk quota exceeded"
+    assert why(OSError(errno.EACCES, "Permission denied")) == "permission denied"

@@ -86,6 +86,14 @@ def test_a_single_file_arrives_under_its_basename(writer, src, dest):
     assert listing(dest)["script"] == listing(src)["script"]
 
 
+def test_a_single_file_named_like_an_option_arrives(writer, src, dest):
+    path = os.path.join(src, "--help")
+    with open(path, "w") as handle:
+        handle.write("a file")
+    copy_through(path, dest)
+    assert os.listdir(dest) == ["--help"]
+
+
 def test_a_symlink_given_to_pack_is_sent_as_the_link(writer, src, dest):
     copy_through(os.path.join(src, "rel-link"), dest)
     assert os.readlink(os.path.join(dest, "rel-link")) == "plain"
