@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 
+from scrun_rest import pipe_size
 from scrun_rest.anchor import relay
 
 log = logging.getLogger("scrun_rest.anchor")
@@ -102,7 +103,7 @@ class Session:
             if fd is None:
                 continue
             relay.set_nonblocking(fd)
-            relay.enlarge_pipe(fd)
+            pipe_size.widen(fd)
             self.sinks[name] = relay.Sink(self.loop, fd)
 
     # -- tasks --------------------------------------------------------------
