@@ -41,15 +41,6 @@ AGENT_MODULES = (
     "scrun_rest.conf_lines",
     "scrun_rest.pipe_size",
     "scrun_rest.oci.rootfs_lookup",
-    "scrun_rest.bundle.errors",
-    "scrun_rest.bundle.relpaths",
-    "scrun_rest.bundle.dirfd_walk",
-    "scrun_rest.bundle.tar_input",
-    "scrun_rest.bundle.safe_extract",
-    "scrun_rest.bundle.python_tar",
-    "scrun_rest.bundle.pack",
-    "scrun_rest.bundle.tree_changes",
-    "scrun_rest.bundle.tree_probe",
 )
 PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.bundle", "scrun_rest.oci",
             "scrun_rest.tunnel")
