@@ -32,8 +32,9 @@ class NodeCopies:
         return [item for item in self.items
                 if item.get("probe") is None or tree_probe.digest(item["path"]) != item["probe"]]
 
-    def fetch(self, dial, send):
-        """Bring every needed item over; raises TransferFailed."""
+    def fetch(self, dial, send, receive):
+        """Bring every needed item over; raises TransferFailed.
+        receive(): the anchor's next message on the control link, or None."""
         needed = self.needed()
         if not needed:
             return
@@ -51,9 +52,25 @@ class NodeCopies:
                 raise TransferFailed(self._failed(item, exc))
             finally:
                 sock.close()
+            self._confirmed(item, receive)
             self.fetched.append((item, root))
             if item["writeback"]:
                 self.snapshots[item["id"]] = tree_changes.snapshot(root)
+
+    def _confirmed(self, item, receive):
+        """Wait for the anchor's word that the archive is whole."""
+        while True:
+            message = receive()
+            if message is None:
+                raise TransferFailed("lost the anchor while copying %s to node %s" % (
+                    item["path"], self.node))
+            if message["t"] == "abort":
+                raise TransferFailed("the container was deleted before it started")
+            if message["t"] == "bundle_sent" and message["item"] == item["id"]:
+                if message.get("error"):
+                    raise TransferFailed(message["error"])
+                return
+            # Signals and window sizes wait for the runtime (task.py).
 
     def _failed(self, item, exc):
         return "cannot copy %s to node %s: %s" % (item["path"], self.node, describe(exc))

@@ -141,7 +141,7 @@ class Task:
         self.copies = bundle_fetch.NodeCopies(setup.get("bundle") or [], self.workdir,
                                               self.identity["node"])
         try:
-            self.copies.fetch(self.dial, self.send)
+            self.copies.fetch(self.dial, self.send, self._receive)
             setup = dict(setup, config=self.copies.localize(setup["config"]))
         except bundle_fetch.TransferFailed as exc:
             self._cleanup()
@@ -227,10 +227,20 @@ class Task:
             _log_protocol_error(exc)
             return False
 
+    def _receive(self):
+        """The anchor's next message, checked; None when the link ended."""
+        try:
+            message = wire.recv(self.control)
+            return None if message is None else messages.check(messages.ANCHOR_TO_TASK,
+                                                               message)
+        except (OSError, wire.TunnelError, messages.ProtocolError):
+            return None
+
     def _wait_for_go(self):
         """True at go; False at abort or when the link ends."""
         waiting = messages.Dispatcher(messages.ANCHOR_TO_TASK, {
             "setup": _out_of_turn,
+            "bundle_sent": _out_of_turn,
             "go": self._on_go,
             "abort": lambda message: False,
             # The window size comes with go; signals wait for the runtime.
@@ -251,6 +261,7 @@ class Task:
         # setup, go and abort come once each, before the runtime runs.
         running = messages.Dispatcher(messages.ANCHOR_TO_TASK, {
             "setup": _out_of_turn,
+            "bundle_sent": _out_of_turn,
             "go": _out_of_turn,
             "abort": _out_of_turn,
             "signal": self._on_signal,

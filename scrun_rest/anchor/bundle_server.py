@@ -17,6 +17,8 @@ import socket
 import tempfile
 import threading
 
+from scrun_rest.tunnel import messages
+
 log = logging.getLogger("scrun_rest.anchor")
 # A write-back stream that stays silent this long is a lost node.
 STREAM_SILENCE = 120.0
@@ -30,14 +32,15 @@ def is_transfer_stream(stream):
 class TaskTransfer:
     """One task's fetches and write-backs."""
 
-    def __init__(self, offered):
+    def __init__(self, offered, node, notify):
+        """notify(message): send the task a message (from any thread)."""
         self.offered = {item["id"]: item for item in offered}
+        self.node, self.notify = node, notify
         self.fetched = set()
         self.sent = set()
         self.reports = {}          # item id -> (deleted, changed count)
         self.written = set()
         self.failures = []         # lines for the user
-        self.pack_error = None     # why a fetch failed on our side
         self.done = threading.Condition()
 
     def fetch(self, ids):
@@ -86,16 +89,20 @@ class TaskTransfer:
     # -- threads -----------------------------------------------------------
     def _send(self, item, sock):
         from scrun_rest.bundle import pack
+        error = None
         try:
             pack.pack(item["path"], sock.fileno())
         except pack.PackError as exc:
-            self.pack_error = "cannot copy %s to the node: %s" % (exc.path, exc.why)
-            log.error("%s", self.pack_error)
+            error = "cannot copy %s to node %s: %s" % (exc.path, self.node, exc.why)
+            log.error("%s", error)
         except OSError as exc:
             # The task went away mid-transfer: it says why, if it can.
             log.warning("sending %s ended early: %s", item["path"], exc)
+            return
         finally:
             _close(sock)
+        self.notify(messages.make(messages.ANCHOR_TO_TASK, "bundle_sent", item=item["id"],
+                                  error=error))
 
     def _write_back(self, item, sock):
         deleted, _ = self.reports[item["id"]]

@@ -51,7 +51,9 @@ class TaskLinks:
         session.add_task(link)
         setup = self.setup_message(session, task_id)
         if setup.get("bundle"):
-            link.transfer = bundle_server.TaskTransfer(setup["bundle"])
+            link.transfer = bundle_server.TaskTransfer(
+                setup["bundle"], link.node,
+                lambda message: self.anchor.loop.call_soon_threadsafe(conn.send, message))
         conn.send(setup)
         dispatch = messages.Dispatcher(messages.TASK_TO_ANCHOR, {
             "fetch": lambda message: self._fetch(link, message),
@@ -105,9 +107,7 @@ class TaskLinks:
 
     def _exited(self, session, link, message):
         link.status = message["status"]
-        # A copy that failed on our side fails on the node as a cut stream:
-        # our reason is the real one.
-        link.error = (link.transfer and link.transfer.pack_error) or message.get("error")
+        link.error = message.get("error")
         self.anchor.session_progress(session)
 
     def lost(self, session, link):

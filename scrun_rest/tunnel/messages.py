@@ -83,6 +83,9 @@ ANCHOR_TO_TASK = {
               "settings": STR_MAP, "rows": INT + "?", "cols": INT + "?",
               "process": OBJECT + "?", "container": STR + "?", "root": STR + "?",
               "bundle": ITEM_LIST + "?"},
+    # A fetched item's archive is whole; with an error, throw it away (tar
+    # ends an archive cleanly even after a file it could not read).
+    "bundle_sent": {"item": INT, "error": STR + "?"},
     "go": {"rows": INT + "?", "cols": INT + "?"},
     # The container is stopped before it ran: end without starting it.
     "abort": {},
