@@ -18,12 +18,16 @@ KNOWN_KEYS = (
     "TunnelHost", "TunnelPortRange", "TunnelTls", "TunnelHeartbeat",
     # submit-side behaviour
     "LuaScript", "CreateTimeout", "AgentPython", "JobOutput",
+    # what the nodes get a copy of (anchor/bundle_plan.py)
+    "BundleTransfer", "SharedPaths", "VolumeCopyLimit",
     # oci.conf(5) keys for the compute side
     "RunTimeRun", "RunTimeCreate", "RunTimeStart", "RunTimeQuery",
     "RunTimeKill", "RunTimeDelete", "RunTimeExec", "RunTimeEnvExclude", "EnvExclude",
     "CreateEnvFile", "IgnoreFileConfigJson", "DisableHooks",
     "DisableCleanup", "MountSpoolDir", "ContainerPath", "SrunPath",
     "SrunArgs", "StdIODebug", "SyslogDebug", "FileDebug",
+    # where a task unpacks the copies on its node (agent/leftovers.py)
+    "NodeScratch",
 )
 # scrun(1)'s SCRUN_* input variables may be set here too: the one way for a
 # podman user to set those that config.json may not (job_options.py).
@@ -49,6 +53,8 @@ DEFAULTS = {
     "CreateTimeout": "200",
     "AgentPython": "python3",
     "JobOutput": "/dev/null",
+    "BundleTransfer": "auto",
+    "VolumeCopyLimit": "1G",
     # runc --rootless keeps its state in %R, /run/user/UID where the node
     # has it, else a private dir of the task (agent/runtime_root.py);
     # %n.%u.%j.%s.%t names each task's container uniquely.

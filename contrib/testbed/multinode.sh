@@ -22,8 +22,32 @@
 #   runtime no environment to choose a config file with).
 #   Facts for tests: /var/lib/scrun-testbed/multinode.env.
 #
+# The compute nodes do not share the submit host's files (issue 13): each
+# slurmd starts in a private mount namespace of its own (unshare --mount
+# --propagation private) where a fresh empty tmpfs, one per node, covers
+#   /home /tmp /var/tmp /run/user /root, podman's /var/lib/containers and
+#   /run/containers, docker's and containerd's /var/lib/docker /run/docker
+#   /var/lib/containerd /run/containerd (those of them the host has)
+# before slurmd is exec'd; /tmp and /var/tmp are mode 1777, the others keep
+# the host directory's mode. Jobs inherit the namespace, so a container's
+# files reach a node only through the tunnel. Still the host's: /etc, /usr
+# (python3, runc), /opt, /var/lib/scrun-testbed, /proc, /sys (with
+# /sys/fs/cgroup), /dev (with /dev/shm), /run/munge (munged's socket) and this testbed's own /etc/slurm-multi, /var/lib/slurm-multi
+# (SlurmdSpoolDir), /var/log/slurm-multi and /run/slurm-multi. The mounts go
+# with the namespace when slurmd and its steps are gone: a restarted slurmd
+# gets empty ones. `up` restarts a slurmd found sharing the host's files.
+# The login host (podman and the runtime) sees the host's files as before.
+#   "Scratch is small", for fault tests: on each node another tmpfs of 8 MB,
+#   mode 1777, at /var/lib/scrun-testbed-scratch-small (an empty directory on
+#   the host); point the runtime's node scratch there to fill it.
+#   In multinode.env: MN_SHARED_FS=no (every slurmd seen in its own mount
+#   namespace), MN_NODE_PRIVATE (the directories covered), MN_SMALL_SCRATCH
+#   and MN_SMALL_SCRATCH_SIZE.
+#
 # Daemons run in their namespace with their own host name:
 #   nsenter --net=/run/netns/NS unshare --uts sh -c 'hostname NAME && exec ...'
+# slurmd with `unshare --uts --mount --propagation private` and its tmpfs
+# mounted by that sh before the hostname.
 # (not `ip netns exec`, which remounts /sys and leaves /sys/fs/cgroup empty:
 # rootless runc in jobs then fails with "no cgroup mount found in mountinfo").
 # Run Slurm commands against this cluster with
@@ -56,6 +80,11 @@ MN_DIR=$TB_STATE/multinode
 MN_RUNTIME=$MN_DIR/scrun-rest
 MN_ENV=$TB_STATE/multinode.env
 MN_USER_CONF_DIR=.config/scrun-rest-multinode
+# What a node covers with its own empty tmpfs (those the host has).
+MN_NODE_PRIVATE=(/home /tmp /var/tmp /run/user /root /var/lib/containers /run/containers
+                 /var/lib/docker /run/docker /var/lib/containerd /run/containerd)
+MN_SMALL_SCRATCH=/var/lib/scrun-testbed-scratch-small
+MN_SMALL_SCRATCH_SIZE=8m
 START_TIMEOUT=${TB_START_TIMEOUT:-30}
 
 in_ns() {  # NS COMMAND...: run in a namespace's network, nothing else changed
@@ -211,6 +240,46 @@ ns_inode() { echo "net:[$(stat -L -c %i "/run/netns/$1" 2>/dev/null)]"; }
 DAEMONS=("slurmctld slurmctld ctl" "slurmd-n1 slurmd n1" "slurmd-n2 slurmd n2"
          "slurmrestd slurmrestd ctl")
 
+# ---------------------------------------------------------------------------
+# the nodes' own filesystem
+node_private_dirs() {  # the MN_NODE_PRIVATE directories this host has
+    local dir
+    for dir in "${MN_NODE_PRIVATE[@]}"; do
+        [[ -d $dir && ! -L $dir ]] && echo "$dir"
+    done
+    return 0
+}
+
+node_mounts() {  # DIR:OPTIONS for each tmpfs a node mounts, one a line
+    local dir mode
+    for dir in $(node_private_dirs); do
+        case $dir in
+            /tmp | /var/tmp) mode=1777 ;;
+            *) mode=$(stat -c %a "$dir") ;;
+        esac
+        echo "$dir:mode=$mode,nosuid,nodev"
+    done
+    echo "$MN_SMALL_SCRATCH:size=$MN_SMALL_SCRATCH_SIZE,mode=1777,nosuid,nodev"
+}
+
+# A slurmd in a mount namespace other than ours, with the small scratch mounted.
+node_isolated() {  # PID
+    [[ $(readlink "/proc/$1/ns/mnt") != "$(readlink /proc/self/ns/mnt)" ]] &&
+        awk -v dir="$MN_SMALL_SCRATCH" '$5 == dir { found = 1 } END { exit !found }' \
+            "/proc/$1/mountinfo" 2>/dev/null
+}
+
+shared_fs() {  # "no" when every node's slurmd has its own filesystem
+    local node pid
+    for node in "${MN_NODES[@]}"; do
+        if ! pid=$(daemon_pid "slurmd-$node" slurmd "$node") || ! node_isolated "$pid"; then
+            echo yes
+            return 0
+        fi
+    done
+    echo no
+}
+
 ctld_up() { slurm scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
 nodes_ready() {
@@ -230,10 +299,28 @@ rest_ping() {
         "$MN_REST_URL/slurm/v0.0.38/ping" | grep -q '"ping": *"UP"'
 }
 
+# COMMAND... in the background, in a session of its own, with none of our
+# descriptors but 0-2: a daemon that kept one would hold the lock of a
+# caller's `flock FILE multinode.sh up` for as long as it runs.
+detach() {
+    (
+        local fd
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then exec {fd}>&-; fi
+        done
+        exec setsid "$@"
+    ) &
+}
+
 start_daemon() {  # NAME COMM NS
     local name=$1 comm=$2 ns=$3 pid
     if pid=$(daemon_pid "$name" "$comm" "$ns"); then
-        return 0
+        if [[ $comm != slurmd ]] || node_isolated "$pid"; then
+            return 0
+        fi
+        note "$name (pid $pid) shares the host's filesystem: restarting it in its own"
+        stop_daemon "$name" "$comm" "$ns"
     fi
     # Daemons must not keep the caller's directory (a checkout that may go).
     cd /
@@ -246,19 +333,33 @@ start_daemon() {  # NAME COMM NS
             wait_for "$START_TIMEOUT" "slurmctld of the multi-node cluster" ctld_up
             ;;
         slurmd-*)
-            install -d -m 0755 "$MN_VAR/slurmd-$ns"
-            in_ns "$ns" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$host" \
-                /usr/sbin/slurmd -N "$ns" -f "$MN_CONF" </dev/null >/dev/null 2>&1
+            install -d -m 0755 "$MN_VAR/slurmd-$ns" "$MN_SMALL_SCRATCH"
+            local mounts
+            mapfile -t mounts < <(node_mounts)
+            # Mount errors reach the caller; slurmd's own output is in its log.
+            in_ns "$ns" unshare --uts --mount --propagation private sh -c '
+                set -e
+                while [ "$1" != -- ]; do
+                    mount -t tmpfs -o "${1#*:}" "tmpfs-$0" "${1%%:*}"
+                    shift
+                done
+                shift
+                hostname "$0"
+                exec "$@" >/dev/null 2>&1' "$host" "${mounts[@]}" -- \
+                /usr/sbin/slurmd -N "$ns" -f "$MN_CONF" </dev/null
+            pid=$(wait_for "$START_TIMEOUT" "slurmd of $ns" daemon_pid "$name" "$comm" "$ns" &&
+                daemon_pid "$name" "$comm" "$ns") || die "slurmd of $ns did not start"
+            node_isolated "$pid" || die "slurmd of $ns (pid $pid) has no filesystem of its own"
             ;;
         slurmrestd)
             rm -f "$MN_RUN/slurmrestd.pid"
-            setsid nsenter --net=/run/netns/ctl unshare --uts sh -c \
+            detach nsenter --net=/run/netns/ctl unshare --uts sh -c \
                 'hostname "$0" && echo $$ >"$1" && shift && exec "$@"' "$host" \
                 "$MN_RUN/slurmrestd.pid" \
                 setpriv --reuid=slurmrestd --regid=slurmrestd --init-groups \
                 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SLURM_JWT=daemon SLURM_CONF="$MN_CONF" \
                 /usr/sbin/slurmrestd -a rest_auth/jwt -s "$TB_REST_VERSIONS" \
-                "${MN_ADDR[ctl]}:$MN_REST_PORT" </dev/null >>"$MN_LOG/slurmrestd.log" 2>&1 &
+                "${MN_ADDR[ctl]}:$MN_REST_PORT" </dev/null >>"$MN_LOG/slurmrestd.log" 2>&1
             wait_for "$START_TIMEOUT" "slurmrestd at $MN_REST_URL" rest_ping
             ;;
     esac
@@ -366,6 +467,10 @@ MN_REST_PORT=$MN_REST_PORT
 MN_FIRST_JOB_ID=$MN_FIRST_JOB_ID
 MN_LOG=$MN_LOG
 MN_VENV=$TB_VENV
+MN_SHARED_FS=$(shared_fs)
+MN_NODE_PRIVATE=$(node_private_dirs | tr '\n' ' ' | sed 's/ $//')
+MN_SMALL_SCRATCH=$MN_SMALL_SCRATCH
+MN_SMALL_SCRATCH_SIZE=$MN_SMALL_SCRATCH_SIZE
 EOF
     chmod 0644 "$MN_ENV.tmp"
     mv "$MN_ENV.tmp" "$MN_ENV"
@@ -397,12 +502,17 @@ down() {
 }
 
 status() {
-    local entry rc=0 pid
+    local entry rc=0 pid files
     for entry in "${DAEMONS[@]}"; do
         # shellcheck disable=SC2086
         set -- $entry
         if pid=$(daemon_pid "$@"); then
-            printf '%-11s running in %-5s (pid %s)\n' "$1" "$3" "$pid"
+            files=
+            if [[ $2 == slurmd ]]; then
+                files="; SHARES the host's filesystem"
+                node_isolated "$pid" && files="; own filesystem"
+            fi
+            printf '%-11s running in %-5s (pid %s%s)\n' "$1" "$3" "$pid" "$files"
         else
             printf '%-11s stopped\n' "$1"
             rc=1

@@ -77,7 +77,7 @@ def _sweep_one(path, remove_container, now):
         fd = os.open(os.path.join(path, LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ENOENT and now - info.st_mtime > UNCLAIMED_GRACE:
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
             return True
         return False
     try:
@@ -88,10 +88,33 @@ def _sweep_one(path, remove_container, now):
         values = _read_container(path)
         if values is not None:
             remove_container(values)
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         return True
     finally:
         os.close(fd)
+
+
+def remove_tree(path):
+    """Remove a scratch dir whole, also the read-only dirs an unpacked
+    image brings (a dr-xr-xr-x /proc): their owner may open them up."""
+    def open_up_and_retry(function, failed, exc_info):
+        parent = os.path.dirname(failed)
+        try:
+            if not os.path.islink(parent):
+                os.chmod(parent, stat.S_IRWXU)
+            if function is not os.rmdir and os.path.isdir(failed) \
+                    and not os.path.islink(failed):
+                os.chmod(failed, stat.S_IRWXU)
+                shutil.rmtree(failed, onerror=_ignore)
+            else:
+                function(failed)
+        except OSError:
+            pass
+    shutil.rmtree(path, onerror=open_up_and_retry)
+
+
+def _ignore(function, failed, exc_info):
+    pass
 
 
 def _read_container(path):

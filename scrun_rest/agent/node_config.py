@@ -39,8 +39,9 @@ def adapt(config, uid, gid, extra_env, terminal, disable_hooks=True):
             hooks.pop(kind, None)
         if not hooks:
             config.pop("hooks", None)
-    config["mounts"] = [_without_id_options(m) for m in config.get("mounts") or []
-                        if _mount_usable(m)]
+    for mount in config.get("mounts") or []:
+        _check_source(mount)
+    config["mounts"] = [_without_id_options(m) for m in config.get("mounts") or []]
     return config
 
 
@@ -98,9 +99,13 @@ def _without_id_options(mount):
     return mount
 
 
-def _mount_usable(mount):
-    """Bind mounts of files that do not exist on this node are dropped."""
-    if mount.get("type") == "bind" or "bind" in (mount.get("options") or []) \
-            or "rbind" in (mount.get("options") or []):
-        return os.path.exists(mount.get("source", ""))
-    return True
+def _check_source(mount):
+    """A bind mount whose source this node lacks would reach the container
+    as nothing at all: refuse it, naming it (BundleTransfer copies what the
+    node lacks; never, or a SharedPaths that is not shared, leaves it)."""
+    options = mount.get("options") or []
+    if mount.get("type") == "bind" or "bind" in options or "rbind" in options:
+        source = mount.get("source", "")
+        if not os.path.lexists(source):
+            raise ValueError("the source %s of the bind mount at %s does not exist on "
+                             "this node" % (source, mount.get("destination")))

@@ -22,9 +22,9 @@ import socket
 import threading
 import time
 
+from scrun_rest import pipe_size
+
 CHUNK = 1 << 20
-PIPE_SIZE = 1 << 20
-F_SETPIPE_SZ = 1031
 BULK_READ = 16 << 10
 BULK_PAUSE = 0.002
 SOCKET_BUFFER = 4 << 20
@@ -32,11 +32,7 @@ SOCKET_BUFFER = 4 << 20
 
 def _pipe():
     read_end, write_end = os.pipe()
-    try:
-        import fcntl
-        fcntl.fcntl(write_end, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass
+    pipe_size.widen(write_end)
     return read_end, write_end
 
 

@@ -15,8 +15,8 @@ import sys
 import threading
 
 from scrun_rest import conf_lines
-from scrun_rest.agent import (detached, leftovers, oci_conf, pipes, pty_streams,
-                              runtime_hooks, task_bundle)
+from scrun_rest.agent import (bundle_fetch, detached, leftovers, oci_conf, pipes,
+                              pty_streams, runtime_hooks, task_bundle)
 from scrun_rest.tunnel import messages, wire
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
@@ -70,6 +70,9 @@ class Task:
         self.pipes = []
         self.streams = {}
         self.anchor_gone = threading.Event()
+        # This node's copies of the container's files (bundle_fetch.py).
+        self.copies = None
+        self.container_removed = False
         self.cleaned = False
         self.ending = False
 
@@ -114,9 +117,16 @@ class Task:
             _log_protocol_error(exc)
             return 1
         self.settings = oci_conf.merge(setup["settings"], oci_conf.read_node_conf())
+        scratch = self.settings.get("NodeScratch") or None
         leftovers.sweep(
-            lambda values: runtime_hooks.run(self.settings, "RunTimeDelete", values))
-        self.workdir, self.workdir_lock = leftovers.claim()
+            lambda values: runtime_hooks.run(self.settings, "RunTimeDelete", values), scratch)
+        try:
+            self.workdir, self.workdir_lock = leftovers.claim(scratch)
+        except OSError as exc:
+            text = "cannot make a scratch dir in %s on node %s: %s" % (
+                scratch or "the temp dir", self.identity["node"], exc.strerror or exc)
+            self.send("exit", status=126, error=text)
+            return 126
         # Until the container runs, Slurm ending the step just ends us; the
         # exception unwinds through the cleanup below.
         signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -128,6 +138,15 @@ class Task:
             self._cleanup()
 
     def _run(self, setup):
+        self.copies = bundle_fetch.NodeCopies(setup.get("bundle") or [], self.workdir,
+                                              self.identity["node"])
+        try:
+            self.copies.fetch(self.dial, self.send, self._receive)
+            setup = dict(setup, config=self.copies.localize(setup["config"]))
+        except bundle_fetch.TransferFailed as exc:
+            self._cleanup()
+            self.send("exit", status=126, error=str(exc))
+            return 126
         try:
             self.plan, problem = task_bundle.prepare(setup, self.settings, self.workdir)
         except (OSError, ValueError, KeyError, oci_conf.PatternError) as exc:
@@ -163,11 +182,15 @@ class Task:
             return 127
         runtime_hooks.wait_until_running(self.settings, self.plan, self.process)
         self.send("started", pid=self.process.pid, container=self.plan.values.get("container"),
-                  root=self.plan.values.get("R"))
+                  root=self.plan.values.get("R"), rootfs=self.copies.local_rootfs())
         threading.Thread(target=self._control_loop, daemon=True).start()
         status = exit_status(self.process.wait())
         # Clean up before waiting for the streams to drain: Slurm may be
         # ending the step, and its SIGKILL must not find the container.
+        self._remove_container()
+        if not self.anchor_gone.is_set():
+            for line in self.copies.write_back(self.dial, self.send):
+                log(line)
         self._cleanup()
         if self.output_pump is not None:
             # The terminal's last output must leave before the status does.
@@ -204,10 +227,20 @@ class Task:
             _log_protocol_error(exc)
             return False
 
+    def _receive(self):
+        """The anchor's next message, checked; None when the link ended."""
+        try:
+            message = wire.recv(self.control)
+            return None if message is None else messages.check(messages.ANCHOR_TO_TASK,
+                                                               message)
+        except (OSError, wire.TunnelError, messages.ProtocolError):
+            return None
+
     def _wait_for_go(self):
         """True at go; False at abort or when the link ends."""
         waiting = messages.Dispatcher(messages.ANCHOR_TO_TASK, {
             "setup": _out_of_turn,
+            "bundle_sent": _out_of_turn,
             "go": self._on_go,
             "abort": lambda message: False,
             # The window size comes with go; signals wait for the runtime.
@@ -228,6 +261,7 @@ class Task:
         # setup, go and abort come once each, before the runtime runs.
         running = messages.Dispatcher(messages.ANCHOR_TO_TASK, {
             "setup": _out_of_turn,
+            "bundle_sent": _out_of_turn,
             "go": _out_of_turn,
             "abort": _out_of_turn,
             "signal": self._on_signal,
@@ -333,15 +367,21 @@ class Task:
         if self.plan is not None and "container" in self.plan.values:
             runtime_hooks.run(self.settings, key, self.plan.values, *extra)
 
+    def _remove_container(self):
+        if self.container_removed:
+            return
+        self.container_removed = True
+        if self.process is not None and self._removes_container():
+            self._run_hook("RunTimeDelete")
+
     def _cleanup(self):
         """Remove the runtime's container and our files; safe to call twice."""
+        self._remove_container()
         if self.cleaned:
             return
         self.cleaned = True
-        if self.process is not None and self._removes_container():
-            self._run_hook("RunTimeDelete")
         if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            leftovers.remove_tree(self.workdir)
             os.close(self.workdir_lock)
 
 

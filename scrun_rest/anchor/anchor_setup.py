@@ -42,6 +42,10 @@ class AnchorSetup:
         self.submission_bundle = None
         self.submission_config_file = None
         self.submission_rootfs = None
+        # What the nodes may need copies of (bundle_plan.py); None: nothing.
+        self.bundle_plan = None
+        self.rootfs_staged = False
+        self._bundle_offer = None
         self.__dict__.update(values)
 
     @property
@@ -63,6 +67,16 @@ class AnchorSetup:
             self.config_doc = json.load(handle)
         if root_path:
             self.config_doc.setdefault("root", {})["path"] = root_path
+        # The site's stage_in put the rootfs where its nodes see it.
+        self.rootfs_staged = True
+
+    def bundle_offer(self):
+        """The items for the container's setup, probed once."""
+        if self._bundle_offer is None:
+            self._bundle_offer = self.bundle_plan.offered(
+                self.compute_config(), self.rootfs, self.rootfs_staged) \
+                if self.bundle_plan else []
+        return self._bundle_offer
 
     def window_size(self):
         return terminal.window_size(self.stdio.get("tty") if self.stdio else None)

@@ -10,7 +10,8 @@ import logging
 import os
 import signal
 
-from scrun_rest.anchor import control, job_fate, job_submission, lifecycle as life
+from scrun_rest.anchor import (bundle_server, control, job_fate, job_submission,
+                               lifecycle as life)
 from scrun_rest.anchor.agent_link import AgentLink
 from scrun_rest.anchor.control_server import ControlServer
 from scrun_rest.anchor.create_report import CREATED, PENDING, Reporter
@@ -316,10 +317,15 @@ class Anchor:
 
     async def end_session(self, session):
         await session.wait_drained()
+        for line in await self.blocking(bundle_server.settle, session.tasks.values()):
+            session.write_local_error(line)
         code = session.exit_status()
         error, error_code = session.first_error()
         if error is None and code and not session.go_sent:
-            error = "; ".join(session.step_output[-5:]) or "the container step failed"
+            # Slurm ended the job before the container ran (scancel while
+            # its files were copied, a time limit): say that, not srun's words.
+            error = (await self.why_slurm_ended_it(code) if self.job_signal is not None else
+                     "; ".join(session.step_output[-5:]) or "the container step failed")
         if session.number == 0:
             if error:
                 self.finish(error_code or code or 1, error)
@@ -337,11 +343,14 @@ class Anchor:
     async def explain_job_signal(self, session):
         if self.job_signal is None:
             return
+        session.write_local_error(await self.why_slurm_ended_it(session.exit_status() or 0))
+
+    async def why_slurm_ended_it(self, code):
         if not self.stage_in_ran:  # stage_out would still need the agent
             # Slurm shows COMPLETING instead of why the job ends until its
             # batch script (our agent) is gone: let it go first.
-            self.release_agent(session.exit_status() or 0)
-        session.write_local_error(await self.fate_in_words())
+            self.release_agent(code)
+        return await self.fate_in_words()
 
     def release_agent(self, code):
         if self.agent is not None and not self.agent.closed:

@@ -24,14 +24,26 @@ AGENT_MODULES = (
     "scrun_rest.agent.node_config",
     "scrun_rest.agent.task_boot",
     "scrun_rest.agent.runtime_hooks",
+    "scrun_rest.agent.bundle_fetch",
+    "scrun_rest.bundle.dirfd_walk",
+    "scrun_rest.bundle.errors",
+    "scrun_rest.bundle.pack",
+    "scrun_rest.bundle.python_tar",
+    "scrun_rest.bundle.relpaths",
+    "scrun_rest.bundle.safe_extract",
+    "scrun_rest.bundle.tar_input",
+    "scrun_rest.bundle.tree_changes",
+    "scrun_rest.bundle.tree_probe",
     "scrun_rest.tunnel.wire",
     "scrun_rest.tunnel.loopback",
     "scrun_rest.tunnel.tls",
     "scrun_rest.tunnel.messages",
     "scrun_rest.conf_lines",
+    "scrun_rest.pipe_size",
     "scrun_rest.oci.rootfs_lookup",
 )
-PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.oci", "scrun_rest.tunnel")
+PACKAGES = ("scrun_rest", "scrun_rest.agent", "scrun_rest.bundle", "scrun_rest.oci",
+            "scrun_rest.tunnel")
 # Exec'd once per process (SOURCES['@boot']), never imported: not a module.
 BOOT_SCRIPT = "scrun_rest.agent.bootstrap"
 

@@ -19,11 +19,11 @@ import stat
 import threading
 from collections import deque
 
+from scrun_rest import pipe_size
+
 CHUNK = 1 << 20
 # Sources pause while this much is queued for a sink.
 HIGH_WATER = 4 << 20
-PIPE_SIZE = 1 << 20
-F_SETPIPE_SZ = 1031
 # At most this much moves per wake-up, so one busy stream cannot starve the
 # others (or the tunnel's control messages) on the event loop.
 BURST = 8 << 20
@@ -37,16 +37,6 @@ SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK"
 
 def set_nonblocking(fd):
     os.set_blocking(fd, False)
-
-
-def enlarge_pipe(fd):
-    """Bigger pipe buffers mean fewer wake-ups per megabyte."""
-    try:
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
-            import fcntl
-            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass
 
 
 def enlarge_socket_buffer(fd, option):
@@ -213,7 +203,7 @@ class Source:
         self.splicing = transform is None and can_splice(fd, sink.fd)
         self.sink_is_socket = self.splicing and _is_socket(sink.fd)
         # Room for what arrives while we rest between bulk reads.
-        enlarge_pipe(fd)
+        pipe_size.widen(fd)
         enlarge_socket_buffer(fd, socket.SO_RCVBUF)
         self._resume()
 

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 
+from scrun_rest import pipe_size
 from scrun_rest.anchor import relay
 
 log = logging.getLogger("scrun_rest.anchor")
@@ -33,6 +34,9 @@ class TaskLink:
         self.container = None
         self.started = False               # its runtime runs the user's program
         self.runtime_root = None
+        self.rootfs_copy = None            # its node's copy of the rootfs
+        # Its bundle transfers (anchor/bundle_server.py), when it has items.
+        self.transfer = None
         self.status = None
         self.error = None
 
@@ -99,7 +103,7 @@ class Session:
             if fd is None:
                 continue
             relay.set_nonblocking(fd)
-            relay.enlarge_pipe(fd)
+            pipe_size.widen(fd)
             self.sinks[name] = relay.Sink(self.loop, fd)
 
     # -- tasks --------------------------------------------------------------

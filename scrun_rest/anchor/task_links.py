@@ -7,6 +7,7 @@ vanishes without saying how it ended counts as lost after a grace period.
 import logging
 import signal
 
+from scrun_rest.anchor import bundle_server
 from scrun_rest.anchor.sessions import TASK_LOST_GRACE, TaskLink
 from scrun_rest.tunnel import messages, wire
 from scrun_rest.tunnel.framed_async import FramedConnection
@@ -22,6 +23,12 @@ class TaskLinks:
         """A task's authenticated stream socket: wire it to its session."""
         session = self.anchor.sessions.get(role["session"])
         task, stream = role["task"], role["stream"]
+        if bundle_server.is_transfer_stream(stream):
+            link = session.tasks.get(task) if session is not None else None
+            if link is None or link.transfer is None or not link.transfer.accept(stream, sock):
+                log.warning("refused an unexpected transfer stream %r", role)
+                sock.close()
+            return
         if session is None or task not in session.tasks or \
                 stream not in session.streams_for(task) or \
                 stream in session.tasks[task].streams:
@@ -42,8 +49,15 @@ class TaskLinks:
         link = TaskLink(task_id, conn, role)
         link.expected_streams = tuple(session.streams_for(task_id))
         session.add_task(link)
-        conn.send(self.setup_message(session, task_id))
+        setup = self.setup_message(session, task_id)
+        if setup.get("bundle"):
+            link.transfer = bundle_server.TaskTransfer(
+                setup["bundle"], link.node,
+                lambda message: self.anchor.loop.call_soon_threadsafe(conn.send, message))
+        conn.send(setup)
         dispatch = messages.Dispatcher(messages.TASK_TO_ANCHOR, {
+            "fetch": lambda message: self._fetch(link, message),
+            "changes": lambda message: self._changes(link, message),
             "prepared": lambda message: self._prepared(session, link),
             "started": lambda message: self._started(session, link, message),
             "exit": lambda message: self._exited(session, link, message),
@@ -54,7 +68,7 @@ class TaskLinks:
                 if message is None:
                     break
                 dispatch(message)
-            except (wire.TunnelError, messages.ProtocolError) as exc:
+            except (wire.TunnelError, messages.ProtocolError, TransferRefused) as exc:
                 log.error("task %d of session %d broke the protocol: %s",
                           task_id, session.number, exc)
                 break
@@ -65,6 +79,18 @@ class TaskLinks:
             self.anchor.session_progress(session)
             self.anchor.loop.call_later(TASK_LOST_GRACE, self.lost, session, link)
 
+    def _fetch(self, link, message):
+        refused = link.transfer.fetch(message["items"]) if link.transfer else "has no bundle"
+        if refused:
+            raise TransferRefused(refused)
+
+    def _changes(self, link, message):
+        refused = link.transfer.report_changes(
+            message["item"], message["deleted"], message["changed"]) if link.transfer \
+            else "has no bundle"
+        if refused:
+            raise TransferRefused(refused)
+
     def _prepared(self, session, link):
         link.said_prepared = True
         self.anchor.maybe_prepared(session)
@@ -73,6 +99,7 @@ class TaskLinks:
         link.container = message.get("container")
         link.started = True
         link.runtime_root = message.get("root")
+        link.rootfs_copy = message.get("rootfs")
         if link.id == 0:
             session.started_event.set()
         if session.number == 0 and session.all_started():
@@ -105,13 +132,24 @@ class TaskLinks:
                   "settings": setup.settings}
         if session.window:
             fields["rows"], fields["cols"] = session.window
+        if session.kind == "run":
+            fields["bundle"] = setup.bundle_offer() or None
         if session.kind == "exec":
             main = self.anchor.main_task()
             fields["process"] = session.process
             fields["container"] = main.container
             # runc finds the container only under the root it was made in.
             fields["root"] = main.runtime_root
+            if main.rootfs_copy:
+                # The exec's program is looked up where the container runs.
+                config = fields["config"]
+                fields["config"] = dict(config, root=dict(config.get("root") or {},
+                                                          path=main.rootfs_copy))
         return task_message("setup", **fields)
+
+
+class TransferRefused(Exception):
+    """A task asked for a transfer its setup did not offer."""
 
 
 def task_message(kind, **fields):

@@ -34,6 +34,7 @@ def run(argv, globals_):
 
 
 def prepare(container_id, bundle, config_doc, parsed, globals_):
+    from scrun_rest.anchor.bundle_plan import BundlePlan
     from scrun_rest.connection import SlurmConnection
     from scrun_rest.oci.rootfs_lookup import check_executable
 
@@ -66,6 +67,8 @@ def prepare(container_id, bundle, config_doc, parsed, globals_):
     problem = check_executable(setup.rootfs, process)
     if problem:
         raise CreateFailed(problem[1], problem[0])
+    setup.bundle_plan = BundlePlan.from_config(connection.config)
+    setup.bundle_plan.check_volumes(setup.compute_config(), setup.rootfs)
     setup.user_name = connection.user()
     setup.make_rest_client = connection.rest_client
     setup.spool = Spool(setup.root, container_id)

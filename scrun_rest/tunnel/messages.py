@@ -21,6 +21,15 @@ The handshake's roles (what a tunnel connection is for) are here too.
 # Field kinds. A "?" suffix makes a field optional (absent or null).
 INT, STR, BOOL, OBJECT = "int", "str", "bool", "object"
 STR_LIST, STR_MAP, INT_PAIR = "str-list", "str-map", "int-pair"
+INT_LIST, ITEM_LIST = "int-list", "item-list"
+
+# One path of the container a node may need a copy of (bundle transfer):
+# its rootfs ("rootfs") or a bind mount's source ("volume"). With a probe
+# the node uses the path in place when it sees the same content there
+# (bundle/tree_probe.py); without one it always asks for the copy.
+# writeback: what the container changed there goes back afterwards.
+BUNDLE_ITEM = {"id": INT, "path": STR, "what": STR, "file": BOOL, "probe": STR + "?",
+               "writeback": BOOL}
 
 AGENT_TO_ANCHOR = {
     # The batch script runs: who the job runs as, the job's SLURM_* variables.
@@ -52,11 +61,19 @@ ANCHOR_TO_AGENT = {
 }
 
 TASK_TO_ANCHOR = {
+    # The bundle items this node lacks: one "bundle-ID" stream follows for
+    # each, carrying a tar archive of the item (anchor/bundle_server.py).
+    "fetch": {"items": INT_LIST},
+    # After the container, for each writeback item fetched: the entries
+    # (paths relative to the item) it deleted, and how many it created or
+    # changed, which a "writeback-ID" stream then brings (none for 0).
+    "changes": {"item": INT, "deleted": STR_LIST, "changed": INT},
     # Bundle ready, streams dialled: waiting for go.
     "prepared": {},
     # The runtime runs the container's process.
-    # root: the container's runtime root (%R), for an exec that joins it.
-    "started": {"pid": INT, "container": STR + "?", "root": STR + "?"},
+    # root: the container's runtime root (%R), for an exec that joins it;
+    # rootfs: where its rootfs is on this node, when that is a copy.
+    "started": {"pid": INT, "container": STR + "?", "root": STR + "?", "rootfs": STR + "?"},
     "exit": {"status": INT, "error": STR + "?"},
 }
 
@@ -64,7 +81,11 @@ ANCHOR_TO_TASK = {
     # key: the task key its stream links prove they hold.
     "setup": {"mode": STR, "config": OBJECT, "key": STR, "streams": STR_LIST, "env": STR_MAP,
               "settings": STR_MAP, "rows": INT + "?", "cols": INT + "?",
-              "process": OBJECT + "?", "container": STR + "?", "root": STR + "?"},
+              "process": OBJECT + "?", "container": STR + "?", "root": STR + "?",
+              "bundle": ITEM_LIST + "?"},
+    # A fetched item's archive is whole; with an error, throw it away (tar
+    # ends an archive cleanly even after a file it could not read).
+    "bundle_sent": {"item": INT, "error": STR + "?"},
     "go": {"rows": INT + "?", "cols": INT + "?"},
     # The container is stopped before it ran: end without starting it.
     "abort": {},
@@ -102,6 +123,7 @@ _TASK_ROLE = {"session": INT, "task": INT, "node": STR, "step": STR, "job": STR}
 ROLES = {
     "agent": {"job": STR, "host": STR},
     "task": _TASK_ROLE,
+    # stream: stdin, stdout, stderr, tty; bundle-ID, writeback-ID.
     "data": dict(_TASK_ROLE, stream=STR),
 }
 
@@ -125,7 +147,20 @@ _KIND_CHECKS = {
         isinstance(item, str) for item in value.values()),
     INT_PAIR: lambda value: isinstance(value, list) and len(value) == 2 and all(
         _is_int(item) for item in value),
+    INT_LIST: lambda value: isinstance(value, list) and all(_is_int(item) for item in value),
+    ITEM_LIST: lambda value: isinstance(value, list) and all(
+        _is_bundle_item(item) for item in value),
 }
+
+
+def _is_bundle_item(item):
+    if not isinstance(item, dict):
+        return False
+    try:
+        _check_fields("bundle item", BUNDLE_ITEM, item, skip=())
+    except ProtocolError:
+        return False
+    return True
 
 
 def _check_fields(what, fields, message, skip=("t",)):

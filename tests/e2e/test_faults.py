@@ -405,11 +405,13 @@ def overlay_podman():
 
 
 def test_an_overlay_rootfs_the_node_cannot_see_is_named(overlay_podman):
-    """The overlay mount exists only in podman's mount namespace: the task
-    on the node finds an empty dir, and says so, not "echo: not found"."""
+    """The overlay mount exists only in podman's mount namespace: without
+    transfer the task on the node finds an empty dir, and says so, not
+    "echo: not found" (test_transfer.py runs it with transfer)."""
     before = all_user_jobs()
-    result = as_user(overlay_podman + ["--runtime", RUNTIME] + list(RUN)
-                     + [IMAGE, "echo", "hi"])
+    with user_config(BundleTransfer="never"):
+        result = as_user(overlay_podman + ["--runtime", RUNTIME] + list(RUN)
+                         + [IMAGE, "echo", "hi"])
     assert result.returncode == 126, (result.returncode, result.stderr)
     line = one_clear_line(result.stderr, "the container's root filesystem ",
                           "/merged is empty on node ", "podman's overlay storage")

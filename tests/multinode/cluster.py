@@ -117,26 +117,46 @@ def spool_dirs():
         return []
 
 
-def runc_states(nodes=None):
-    """runc's state dirs of this cluster's containers (named NODE.USER.JOB...)."""
-    nodes = nodes or MN.get("MN_NODES", "n1 n2").split()
+def node_root(node):
+    """The node's own view of the filesystem (its slurmd's root: the nodes
+    share none of this host's /tmp, /run/user or /home)."""
+    with open("/run/slurm-multi/slurmd-%s.pid" % node) as handle:
+        return "/proc/%d/root" % int(handle.read().split()[0])
+
+
+def _listing(path):
     try:
-        names = os.listdir(RUNTIME_DIR)
-    except FileNotFoundError:
-        return set()
-    return {name for name in names if name.split(".")[0] in nodes
-            and name.split(".")[1:2] == [USER]}
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
-def task_workdirs():
-    """The task shims' scratch dirs (mkdtemp under /tmp) the test user has."""
+def task_workdirs(nodes=None):
+    """The task shims' scratch dirs (mkdtemp under each node's /tmp) the
+    test user has, as NODE:NAME."""
     found = set()
-    for name in os.listdir("/tmp"):
-        try:
-            if name.startswith("scrun-rest.") and os.stat("/tmp/" + name).st_uid == UID:
-                found.add(name)
-        except FileNotFoundError:
-            pass
+    for node in nodes or MN.get("MN_NODES", "n1 n2").split():
+        tmp = node_root(node) + "/tmp"
+        for name in _listing(tmp):
+            try:
+                if name.startswith("scrun-rest.") and os.stat(tmp + "/" + name).st_uid == UID:
+                    found.add("%s:%s" % (node, name))
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def runc_states(nodes=None):
+    """runc's state dirs of this cluster's containers on the nodes: under
+    /run/user/UID where a node has it, else in the task's scratch dir."""
+    found = set()
+    for node in nodes or MN.get("MN_NODES", "n1 n2").split():
+        root = node_root(node)
+        roots = [root + RUNTIME_DIR] + [
+            "%s/tmp/%s/runtime-root" % (root, name.split(":", 1)[1])
+            for name in task_workdirs([node])]
+        found.update("%s:%s" % (node, name) for base in roots for name in _listing(base)
+                     if name.split(".")[1:2] == [USER])
     return found
 
 

@@ -3,6 +3,9 @@ import os
 
 import pytest
 
+# Any file the node has: a bind source the node lacks is an error now.
+HOSTS_FILE = os.path.abspath(__file__)
+
 
 @pytest.fixture
 def podman_like_config():
@@ -15,7 +18,7 @@ def podman_like_config():
         "root": {"path": "/rootfs"},
         "mounts": [{"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                     "options": ["nosuid", "newinstance", "gid=5", "mode=0620"]},
-                   {"destination": "/etc/hosts", "type": "bind", "source": "/nonexistent/hosts",
+                   {"destination": "/etc/hosts", "type": "bind", "source": HOSTS_FILE,
                     "options": ["bind"]}],
         "hooks": {"prestart": [{"path": "/usr/libexec/podman/hook"}]},
         "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/run/netns/gone"}],

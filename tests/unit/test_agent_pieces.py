@@ -22,6 +22,13 @@ def test_pattern_letters():
         oci_conf.expand("run %", values)
 
 
+def test_a_bind_source_the_node_lacks_is_an_error_naming_it(podman_like_config):
+    # It used to be dropped: the container then saw nothing there.
+    podman_like_config["mounts"][1]["source"] = "/nonexistent/hosts"
+    with pytest.raises(ValueError, match="/nonexistent/hosts of the bind mount at /etc/hosts"):
+        node_config.adapt(podman_like_config, 2000, 2000, {}, False)
+
+
 def test_node_oci_conf_replaces_our_runtime_commands():
     node = oci_conf.parse('# site\nRunTimeCreate="crun create %n"\nRunTimeStart=crun start %n\n')
     merged = oci_conf.merge({"RunTimeRun": "runc run", "RunTimeKill": "runc kill",
@@ -40,7 +47,7 @@ def test_adapt_makes_a_rootless_config(podman_like_config):
     assert "cgroupsPath" not in linux and "resources" not in linux and "sysctl" not in linux
     assert "hooks" not in config
     assert config["mounts"][0]["options"] == ["nosuid", "newinstance", "mode=0620"]
-    assert len(config["mounts"]) == 1
+    assert config["mounts"][1]["source"] == podman_like_config["mounts"][1]["source"]
     assert "additionalGids" not in config["process"]["user"]
     # The container's own variables win over the job's.
     assert config["process"]["env"] == ["PATH=/bin", "HOME=/root", "SLURM_JOB_ID=5"]

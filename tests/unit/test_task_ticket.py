@@ -79,9 +79,9 @@ def test_a_task_proves_the_ticket_then_uses_the_key_from_its_setup(monkeypatch, 
         return ours
 
     monkeypatch.setattr(task.Task, "dial", dial)
-    monkeypatch.setattr(task.leftovers, "sweep", lambda delete: None)
+    monkeypatch.setattr(task.leftovers, "sweep", lambda delete, base=None: None)
     monkeypatch.setattr(task.leftovers, "claim",
-                        lambda: (str(tmp_path), os.open(str(tmp_path), os.O_RDONLY)))
+                        lambda base=None: (str(tmp_path), os.open(str(tmp_path), os.O_RDONLY)))
     monkeypatch.setattr(task.Task, "_run", lambda self, setup: keys.append(self.key.hex()))
     wire.send(theirs, messages.make(messages.ANCHOR_TO_TASK, "setup", mode="run", config={},
                                     key=key, streams=[], env={}, settings={}))

@@ -57,7 +57,8 @@ def test_make_checks_on_the_sending_side_and_drops_absent_options():
 
 def test_every_type_is_a_name_with_known_field_kinds():
     kinds = {messages.INT, messages.STR, messages.BOOL, messages.OBJECT,
-             messages.STR_LIST, messages.STR_MAP, messages.INT_PAIR}
+             messages.STR_LIST, messages.STR_MAP, messages.INT_PAIR, messages.INT_LIST,
+             messages.ITEM_LIST}
     for link in LINKS + tuple(messages.ROLES.values()):
         for fields in (link.values() if link not in messages.ROLES.values() else [link]):
             assert all(kind.rstrip("?") in kinds for kind in fields.values())

@@ -1,0 +1,140 @@
+"""This node's copies of the container's files (bundle transfer).
+
+The setup lists the container's paths a node may lack (its rootfs, the
+sources of its bind mounts: anchor/bundle_plan.py). For each, this node
+either sees the same content at that path (the item's probe matches: the
+path is used in place) or asks for a copy. A copy arrives as a tar archive
+on a stream of its own and is unpacked into the task's private scratch
+dir, which config.json then names. After the container, what it changed
+in a writeback item goes back the same way. Python 3.6+, stdlib only.
+"""
+import os
+import socket
+
+from scrun_rest.bundle import pack, safe_extract, tree_changes, tree_probe
+
+
+class TransferFailed(Exception):
+    """A copy this node needs did not arrive whole; the text says why."""
+
+
+class NodeCopies:
+    def __init__(self, items, workdir, node):
+        self.items = items
+        self.base = os.path.join(workdir, "bundle")
+        self.node = node
+        self.fetched = []          # (item, local root)
+        self.snapshots = {}        # item id -> tree_changes.snapshot
+
+    def needed(self):
+        """The items this node must be sent: those without a probe, and
+        those whose content here is not what the submit host has."""
+        return [item for item in self.items
+                if item.get("probe") is None or tree_probe.digest(item["path"]) != item["probe"]]
+
+    def fetch(self, dial, send, receive):
+        """Bring every needed item over; raises TransferFailed.
+        receive(): the anchor's next message on the control link, or None."""
+        needed = self.needed()
+        if not needed:
+            return
+        send("fetch", items=[item["id"] for item in needed])
+        for item in needed:
+            root = os.path.join(self.base, str(item["id"]))
+            try:
+                os.makedirs(root, 0o700)
+                sock = dial("data", stream="bundle-%d" % item["id"])
+            except OSError as exc:
+                raise TransferFailed(self._failed(item, exc))
+            try:
+                safe_extract.extract(sock.makefile("rb"), root)
+            except (safe_extract.ExtractError, OSError) as exc:
+                raise TransferFailed(self._failed(item, exc))
+            finally:
+                sock.close()
+            self._confirmed(item, receive)
+            self.fetched.append((item, root))
+            if item["writeback"]:
+                self.snapshots[item["id"]] = tree_changes.snapshot(root)
+
+    def _confirmed(self, item, receive):
+        """Wait for the anchor's word that the archive is whole."""
+        while True:
+            message = receive()
+            if message is None:
+                raise TransferFailed("lost the anchor while copying %s to node %s" % (
+                    item["path"], self.node))
+            if message["t"] == "abort":
+                raise TransferFailed("the container was deleted before it started")
+            if message["t"] == "bundle_sent" and message["item"] == item["id"]:
+                if message.get("error"):
+                    raise TransferFailed(message["error"])
+                return
+            # Signals and window sizes wait for the runtime (task.py).
+
+    def _failed(self, item, exc):
+        return "cannot copy %s to node %s: %s" % (item["path"], self.node, describe(exc))
+
+    def local_rootfs(self):
+        """Where the rootfs copy is, or None when it is used in place."""
+        for item, root in self.fetched:
+            if item["what"] == "rootfs":
+                return root
+        return None
+
+    def localize(self, config):
+        """config.json with the copies in place of the submit host's paths."""
+        config = dict(config)
+        mounts = [dict(mount) for mount in config.get("mounts") or []]
+        for item, root in self.fetched:
+            local = os.path.join(root, os.path.basename(item["path"])) if item["file"] else root
+            if item["what"] == "rootfs":
+                config["root"] = dict(config.get("root") or {}, path=local)
+            elif 0 < item["id"] <= len(mounts):
+                mounts[item["id"] - 1]["source"] = local
+        if mounts:
+            config["mounts"] = mounts
+        return config
+
+    def write_back(self, dial, send):
+        """Send what the container changed in each writeback copy. Returns
+        the lines to log for those that could not be sent."""
+        problems = []
+        for item, root in self.fetched:
+            if not item["writeback"]:
+                continue
+            try:
+                changed, deleted = tree_changes.changes(root, self.snapshots[item["id"]])
+            except OSError as exc:
+                problems.append("cannot list the changes to %s: %s" % (item["path"], exc))
+                continue
+            send("changes", item=item["id"], deleted=deleted, changed=len(changed))
+            if not changed:
+                continue
+            try:
+                sock = dial("data", stream="writeback-%d" % item["id"])
+            except OSError as exc:
+                problems.append("cannot send the changes to %s: %s" % (item["path"], exc))
+                continue
+            try:
+                pack.pack_paths(root, changed, sock.fileno())
+            except (pack.PackError, OSError) as exc:
+                problems.append("cannot send the changes to %s: %s" % (
+                    item["path"], describe(exc)))
+            finally:
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                sock.close()
+        return problems
+
+
+def describe(exc):
+    """An error in words, with the path it concerns once."""
+    why = getattr(exc, "why", None)
+    path = getattr(exc, "path", None)
+    if why is None:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        path = getattr(exc, "filename", None)
+    return "%s: %s" % (path, why) if path and path not in why else why

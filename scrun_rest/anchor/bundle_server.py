@@ -1,0 +1,214 @@
+"""The anchor's side of bundle transfer: send the items a task fetches,
+apply what it sends back.
+
+A task says which items (bundle_plan.py) its node lacks ("fetch"), then
+dials one "bundle-ID" stream for each: we write a tar archive of the item
+into it from a thread (bundle/pack.py: the tar program writes straight
+into the socket). After the container ends it reports, per writeback
+item, what the container deleted and how many entries changed
+("changes"); a "writeback-ID" stream then brings those entries, which we
+apply to the item's path here. The container's exit is reported only
+once every write-back is applied or has failed in words.
+"""
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+
+from scrun_rest.tunnel import messages
+
+log = logging.getLogger("scrun_rest.anchor")
+# A write-back stream that stays silent this long is a lost node.
+STREAM_SILENCE = 120.0
+BUNDLE_PREFIX, WRITEBACK_PREFIX = "bundle-", "writeback-"
+
+
+def is_transfer_stream(stream):
+    return stream.startswith((BUNDLE_PREFIX, WRITEBACK_PREFIX))
+
+
+class TaskTransfer:
+    """One task's fetches and write-backs."""
+
+    def __init__(self, offered, node, notify):
+        """notify(message): send the task a message (from any thread)."""
+        self.offered = {item["id"]: item for item in offered}
+        self.node, self.notify = node, notify
+        self.fetched = set()
+        self.sent = set()
+        self.reports = {}          # item id -> (deleted, changed count)
+        self.written = set()
+        self.failures = []         # lines for the user
+        self.done = threading.Condition()
+
+    def fetch(self, ids):
+        unknown = [i for i in ids if i not in self.offered]
+        if unknown:
+            return "asked for unknown bundle items %s" % unknown
+        self.fetched.update(ids)
+        return None
+
+    def report_changes(self, item_id, deleted, changed):
+        item = self.offered.get(item_id)
+        if item_id not in self.fetched or not item["writeback"] or item_id in self.reports:
+            return "reported changes of item %d it did not fetch for write-back" % item_id
+        self.reports[item_id] = (deleted, changed)
+        if changed:
+            return None  # its stream brings the rest
+        if deleted:
+            threading.Thread(target=self._write_back, args=(item, None), daemon=True).start()
+        else:
+            self._applied(item_id, None)
+        return None
+
+    def accept(self, stream, sock):
+        """A transfer stream: True if it was expected (and is now served)."""
+        kind, _, number = stream.partition("-")
+        if not number.isdigit():
+            return False
+        item = self.offered.get(int(number))
+        if item is None or item["id"] not in self.fetched:
+            return False
+        # Served from a thread (and by tar itself): the loop's sockets are
+        # non-blocking.
+        sock.setblocking(True)
+        if stream.startswith(BUNDLE_PREFIX) and item["id"] not in self.sent:
+            self.sent.add(item["id"])
+            threading.Thread(target=self._send, args=(item, sock), daemon=True).start()
+            return True
+        report = self.reports.get(item["id"])
+        if stream.startswith(WRITEBACK_PREFIX) and report and report[1] and \
+                item["id"] not in self.written:
+            self.written.add(item["id"])
+            threading.Thread(target=self._write_back, args=(item, sock), daemon=True).start()
+            return True
+        return False
+
+    # -- threads -----------------------------------------------------------
+    def _send(self, item, sock):
+        from scrun_rest.bundle import pack
+        error = None
+        try:
+            pack.pack(item["path"], sock.fileno())
+        except pack.PackError as exc:
+            error = "cannot copy %s to node %s: %s" % (exc.path, self.node, exc.why)
+            log.error("%s", error)
+        except OSError as exc:
+            # The task went away mid-transfer: it says why, if it can.
+            log.warning("sending %s ended early: %s", item["path"], exc)
+            return
+        finally:
+            _close(sock)
+        self.notify(messages.make(messages.ANCHOR_TO_TASK, "bundle_sent", item=item["id"],
+                                  error=error))
+
+    def _write_back(self, item, sock):
+        deleted, _ = self.reports[item["id"]]
+        try:
+            if sock is not None:
+                sock.settimeout(STREAM_SILENCE)
+            apply_changes(item, deleted, sock)
+            error = None
+        except Exception as exc:  # anything: the user must hear of it
+            error = "the container's changes to %s were not copied back: %s" % (
+                item["path"], _why(exc))
+            log.error("%s", error)
+        finally:
+            if sock is not None:
+                _close(sock)
+        self._applied(item["id"], error)
+
+    def _applied(self, item_id, error):
+        with self.done:
+            self.written.add(item_id)
+            if error:
+                self.failures.append(error)
+            self.done.notify_all()
+
+    # -- the end -------------------------------------------------------------
+    def unreported(self):
+        """Writeback items fetched whose changes never came (node lost)."""
+        return [self.offered[i]["path"] for i in sorted(self.fetched)
+                if self.offered[i]["writeback"] and i not in self.reports]
+
+    def wait_applied(self, timeout):
+        """Block until every reported write-back is applied (a thread)."""
+        with self.done:
+            return self.done.wait_for(
+                lambda: set(self.reports) <= self.written, timeout)
+
+
+def settle(links, timeout=3600.0):
+    """Once a session's tasks ended: wait for their write-backs, and say
+    what did not come back (a thread: it blocks)."""
+    lines = []
+    for link in links:
+        transfer = link.transfer
+        if transfer is None or not link.started:
+            continue
+        if not transfer.wait_applied(timeout):
+            lines.append("gave up waiting for the container's changes from node %s after "
+                         "%.0f s" % (link.node, timeout))
+        lines += transfer.failures
+        lines += ["the container's changes to %s on node %s were not copied back: the "
+                  "node's task ended without sending them" % (path, link.node)
+                  for path in transfer.unreported()]
+    return lines
+
+
+def apply_changes(item, deleted, sock):
+    """Apply a write-back to the item's path on this host, never through a
+    link: deletions first, then the new and changed entries."""
+    from scrun_rest.bundle import safe_extract, tree_changes
+    path = item["path"]
+    if not item.get("file"):
+        tree_changes.apply_deletions(path, deleted)
+        if sock is not None:
+            safe_extract.extract(sock.makefile("rb"), path, on_host=True)
+        return
+    if deleted:
+        raise ValueError("a mounted file cannot lose entries")
+    # A mounted file: only its own content may come back, whatever the
+    # archive holds beside it.
+    staging = tempfile.mkdtemp(prefix=".scrun-rest-writeback-",
+                               dir=os.path.dirname(path))
+    try:
+        safe_extract.extract(sock.makefile("rb"), staging, on_host=True)
+        copy_into(os.path.join(staging, os.path.basename(path)), path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def copy_into(source, target):
+    """The new content of a mounted file, written into the file itself
+    (its inode stays: podman may have it mounted elsewhere too)."""
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        try:
+            with os.fdopen(os.dup(dst), "wb") as out:
+                while True:
+                    chunk = os.read(src, 1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _why(exc):
+    text = getattr(exc, "why", None) or str(exc) or exc.__class__.__name__
+    path = getattr(exc, "path", None)
+    return "%s: %s" % (path, text) if path and path not in text else text
+
+
+def _close(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
