@@ -46,8 +46,10 @@ def run_check(config, out=sys.stdout, environ=None, clock=time.time):
             show("slurmrestd release", client.release or "(not reported)")
             show("API version", version)
             for ctl in controllers:
-                show("slurmctld", "%s %s%s" % (ctl.hostname or "?", "UP" if ctl.up else "DOWN",
-                                              " (%s)" % ctl.mode if ctl.mode else ""))
+                show("slurmctld", "%s %s%s%s" % (
+                    ctl.hostname or "?", "UP" if ctl.up else "DOWN",
+                    " (%s)" % ctl.mode if ctl.mode else "",
+                    ": %s" % ctl.status if ctl.status and not ctl.up else ""))
             if controllers and not any(c.up for c in controllers):
                 problems.append("slurmrestd at %s cannot reach any slurmctld" % client.url)
         except (RestUnreachable, AuthRejected, RestError, UserError) as exc:

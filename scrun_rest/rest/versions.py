@@ -6,6 +6,10 @@ range of versions (no rule for a version = the version cannot express it).
 Facts come from Slurm's source (v0.0.38: src/plugins/openapi/v0.0.38/jobs.c
 and slurm_opt.c of 22.05; v0.0.39+: the data_parser plugins of 23.02-26.05)
 and from recordings of a live 22.05 server.
+
+A server may serve versions newer than NEWEST_FIRST[0]: scrun-rest then uses
+the newest version it knows that the server also serves (and `check` says
+so), never a version it has no table for.
 """
 import re
 from dataclasses import dataclass
@@ -14,7 +18,8 @@ from typing import Tuple
 from .errors import InvalidField, UnsupportedField
 from .model import Controller, JobInfo, JobState
 
-NEWEST_FIRST = ("v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.39", "v0.0.38")
+NEWEST_FIRST = ("v0.0.45", "v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.39",
+                "v0.0.38")
 
 # Slurm error numbers the client reacts to.
 ERRNO_INVALID_JOB_ID = 2017
@@ -67,6 +72,11 @@ SHAPES = {
     "v0.0.43": Shape("v0.0.43", "list", _NUMBER_INFINITE, "list", "verbose",
                      ("error_number",), "slurm", True),
     "v0.0.44": Shape("v0.0.44", "list", _NUMBER_INFINITE, "list", "verbose",
+                     ("error_number",), "slurm", True),
+    # 26.05: ping entries lose "pinged" and "mode" (deprecated since 24.11,
+    # removed in 26.05.0) and gain "status"; job answers deprecate "shared"
+    # for "oversubscribe"/"exclusive" (job descriptions still take "shared").
+    "v0.0.45": Shape("v0.0.45", "list", _NUMBER_INFINITE, "list", "verbose",
                      ("error_number",), "slurm", True),
 }
 
@@ -255,16 +265,18 @@ def _minutes_as_seconds(name):
 # ---------------------------------------------------------------------------
 # Which encoder each normalised field uses, by version range (inclusive).
 
-ALL = ("v0.0.38", "v0.0.44")
+NEWEST = NEWEST_FIRST[0]
+ALL = ("v0.0.38", NEWEST)
 V38 = ("v0.0.38", "v0.0.38")
 V39 = ("v0.0.39", "v0.0.39")
 V40 = ("v0.0.40", "v0.0.40")
 V39_41 = ("v0.0.39", "v0.0.41")
 V40_41 = ("v0.0.40", "v0.0.41")
-V39_UP = ("v0.0.39", "v0.0.44")
-V40_UP = ("v0.0.40", "v0.0.44")
-V41_UP = ("v0.0.41", "v0.0.44")
-V42_UP = ("v0.0.42", "v0.0.44")
+V39_UP = ("v0.0.39", NEWEST)
+V40_UP = ("v0.0.40", NEWEST)
+V41_UP = ("v0.0.41", NEWEST)
+V42_UP = ("v0.0.42", NEWEST)
+V45_UP = ("v0.0.45", NEWEST)
 
 
 def _same(name, check=_text):
@@ -339,9 +351,12 @@ FIELD_RULES = {
     "delay_boot": ((V38, _key("delay_boot", _int)), (V39_UP, _minutes_as_seconds("delay_boot"))),
     # The data parsers of v0.0.39/40 refuse to parse a distribution at all.
     "distribution": ((V38, _key("distribution")), (V41_UP, _key("distribution"))),
-    # Only 22.05's options and the v0.0.40 parser take cores_per_socket.
+    # 22.05's options and the v0.0.40 parser take cores_per_socket; v0.0.41-44
+    # have no such key; v0.0.45 has it again (JOB_DESC_MSG in 26.05's
+    # src/plugins/data_parser/v0.0.45/parsers.c).
     "cores_per_socket": ((V38, _key("cores_per_socket", _int)),
-                         (V40, _key("cores_per_socket", _int))),
+                         (V40, _key("cores_per_socket", _int)),
+                         (V45_UP, _key("cores_per_socket", _int))),
     "network": ((V39_UP, _key("network")),),          # disabled in v0.0.38
     "overcommit": ((V39_UP, _key("overcommit", _bool)),),
     "clusters": ((V39_UP, _key("clusters")),),
@@ -500,7 +515,11 @@ def submitted_job_id(version, payload):
 
 
 def controllers(version, payload):
-    """ping answers: v0.0.38 "ping": "UP"; v0.0.39+ "pinged"; 24.11+ "responding"."""
+    """ping answers: v0.0.38 "ping": "UP"; v0.0.39+ "pinged"; 24.11+ "responding".
+
+    v0.0.45 (26.05) has no "pinged" or "mode": "primary" (a bool) stands in
+    for the mode, and "status" is the ping's own error text.
+    """
     pings = payload.get("pings") if isinstance(payload, dict) else None
     found = []
     for entry in pings if isinstance(pings, list) else ():
@@ -511,7 +530,12 @@ def controllers(version, payload):
         else:
             up = str(entry.get("pinged", entry.get("ping", ""))).upper() == "UP"
         mode = entry.get("mode")
-        found.append(Controller(entry.get("hostname"), up, mode if isinstance(mode, str) else None))
+        if not isinstance(mode, str):
+            primary = entry.get("primary")
+            mode = None if not isinstance(primary, bool) else "primary" if primary else "backup"
+        status = entry.get("status")
+        found.append(Controller(entry.get("hostname"), up, mode,
+                                status if isinstance(status, str) and status else None))
     return found
 
 

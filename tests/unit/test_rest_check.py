@@ -47,13 +47,14 @@ def serve(rsps, version):
     return versions.release_of(version, record["body"])
 
 
-def test_ready(tmp_path):
+@pytest.mark.parametrize("version", ["v0.0.41", "v0.0.45"])
+def test_ready(tmp_path, version):
     with responses.RequestsMock() as rsps:
-        release = serve(rsps, "v0.0.41")
+        release = serve(rsps, version)
         status, text = check(token())
     assert status == 0
     assert "slurmrestd URL:      %s\n" % URL in text
-    assert "API version:         v0.0.41\n" in text
+    assert "API version:         %s\n" % version in text
     assert "slurmrestd release:  %s\n" % release in text
     assert "token user:          alice\n" in text
     assert "token expires:       2023-11-15T00:13:20Z (in 2 h 0 min)\n" in text
@@ -64,7 +65,7 @@ def test_ready(tmp_path):
 
 def test_unreachable():
     with responses.RequestsMock() as rsps:
-        rsps.add("GET", URL + "/slurm/v0.0.44/ping", body=requests.exceptions.ConnectionError(
+        rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), body=requests.exceptions.ConnectionError(
             "Max retries exceeded (Caused by NewConnectionError: Connection refused)"))
         status, text = check(token())
     assert status != 0
@@ -73,7 +74,7 @@ def test_unreachable():
 
 def test_token_rejected():
     with responses.RequestsMock() as rsps:
-        rsps.add("GET", URL + "/slurm/v0.0.44/ping", status=401, body="Authentication failure")
+        rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), status=401, body="Authentication failure")
         status, text = check(token())
     assert status != 0 and "problem: slurmrestd at %s rejected the token (HTTP 401)" % URL in text
 
@@ -115,8 +116,8 @@ def test_controller_down():
     body = {"meta": {}, "errors": [], "pings": [{"hostname": "ctl", "pinged": "DOWN",
                                                 "mode": "primary"}]}
     with responses.RequestsMock() as rsps:
-        rsps.add("GET", URL + "/slurm/v0.0.44/ping", json=body)
-        rsps.add("GET", URL + "/slurm/v0.0.44/ping", json=body)
+        rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), json=body)
+        rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), json=body)
         status, text = check(token())
     assert status != 0 and "slurmctld:           ctl DOWN (primary)" in text
     assert "cannot reach any slurmctld" in text

@@ -14,7 +14,7 @@ from scrun_rest.rest import (AuthRejected, JobNotFound, JobState, RestClient, Re
 from scrun_rest.rest import transport as transport_module
 from scrun_rest.rest import versions
 from scrun_rest.rest.cache import VersionCache
-from scrun_rest.rest.transport import Transport
+from scrun_rest.rest.transport import Transport, normalise_url
 
 URL = "http://rest.test:6820"
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "rest"
@@ -61,7 +61,7 @@ def make_client(tmp_path, clock):
     def make(url=URL, version=None, values=None):
         cache = VersionCache(str(tmp_path))
         if version:
-            cache.put(url, version, "test")
+            cache.put(normalise_url(url), version, "test")
         config = Config(dict({"RestUrl": url}, **(values or {})), environ={})
         transport = Transport(url, timeout=30.0, ca_file=config.get("RestCaFile"),
                               sleep=clock.sleep, clock=clock)
@@ -285,7 +285,8 @@ def test_rejected_token(make_client, version, name):
 
 def test_auth_failure_during_discovery(make_client):
     with responses.RequestsMock() as rsps:
-        rsps.add("GET", URL + "/slurm/v0.0.44/ping", status=401, body="Authentication failure")
+        rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), status=401,
+                 body="Authentication failure")
         with pytest.raises(AuthRejected, match=r"\(HTTP 401\)"):
             make_client().api_version
 
@@ -486,14 +487,14 @@ def test_bad_urls(url):
 def test_each_request_is_logged_without_headers(make_client, caplog):
     caplog.set_level(logging.DEBUG, logger="scrun_rest")
     with responses.RequestsMock() as rsps:
-        serve_version(rsps, "v0.0.43")
-        replay(rsps, fixture("v0.0.43", "signal_ok"))
+        serve_version(rsps, ALL[1])
+        replay(rsps, fixture(ALL[1], "signal_ok"))
         client = make_client()
         client.signal(43, 15)
     lines = [r.getMessage() for r in caplog.records if r.name == "scrun_rest.rest"]
-    assert lines[0].startswith("rest #1 GET /slurm/v0.0.44/ping -> 404 in ")
-    assert any(l.startswith("rest #2 GET /slurm/v0.0.43/ping -> 200 in ") for l in lines)
-    assert any(l.startswith("rest #3 DELETE /slurm/v0.0.43/job/43?signal=15 -> 200 in ")
+    assert lines[0].startswith("rest #1 GET /slurm/%s/ping -> 404 in " % ALL[0])
+    assert any(l.startswith("rest #2 GET /slurm/%s/ping -> 200 in " % ALL[1]) for l in lines)
+    assert any(l.startswith("rest #3 DELETE /slurm/%s/job/43?signal=15 -> 200 in " % ALL[1])
                and l.endswith(" ms") for l in lines)
     for record in caplog.records:
         assert TOKEN not in record.getMessage() and "alice" not in record.getMessage()

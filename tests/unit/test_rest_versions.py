@@ -322,3 +322,39 @@ def test_delete_status_only_from_v42():
     assert versions.delete_failures("v0.0.41", payload) == []
     done = {"status": [{"error": {"code": 2021, "message": "already done"}}]}
     assert versions.delete_failures("v0.0.44", done) == []
+
+
+# -- v0.0.45 (Slurm 26.05) -------------------------------------------------------------
+
+def test_v45_ping_has_no_pinged_or_mode():
+    # PARSER_ARRAY(CONTROLLER_PING) in src/plugins/data_parser/v0.0.45/parsers.c
+    # (26.05): hostname, responding, latency, primary, status; "pinged" and
+    # "mode" are gone ("Remove fields that were deprecated in from v0.0.44",
+    # CHANGELOG/slurm-26.05.md, 26.05.0).
+    body = fixture("v0.0.45", "ping")["body"]
+    assert "pinged" not in body["pings"][0] and "mode" not in body["pings"][0]
+    [ctl] = versions.controllers("v0.0.45", body)
+    assert (ctl.hostname, ctl.up, ctl.mode, ctl.status) == ("testbed", True, "primary", "No error")
+    [ctl] = versions.controllers("v0.0.45", fixture("v0.0.45", "ping_bad_token")["body"])
+    assert not ctl.up and ctl.status == "Protocol authentication error"
+    backup = {"pings": [{"hostname": "b", "responding": True, "primary": False}]}
+    assert versions.controllers("v0.0.45", backup)[0].mode == "backup"
+
+
+def test_v45_takes_cores_per_socket_again():
+    # JOB_DESC_MSG of src/plugins/data_parser/v0.0.45/parsers.c (26.05) has
+    # cores_per_socket; v0.0.44's has none ("slurmrestd - Add cores_per_socket
+    # to job submission", CHANGELOG/slurm-26.05.md).
+    assert body("v0.0.45", cores_per_socket=4)["job"]["cores_per_socket"] == 4
+    assert versions.supports("v0.0.45", "cores_per_socket")
+    assert not versions.supports("v0.0.44", "cores_per_socket")
+
+
+def test_v45_job_descriptions_still_take_shared():
+    # 26.05 deprecates "shared" in job *answers* (JOB_INFO); JOB_DESC_MSG of
+    # v0.0.45 (and of master's v0.0.46) still parses "shared" with the
+    # JOB_SHARED flags none/oversubscribe/user/mcs/topo, and has no
+    # "oversubscribe" or "exclusive" key, so submissions keep writing "shared".
+    assert body("v0.0.45", exclusive=True)["job"]["shared"] == ["none"]
+    assert body("v0.0.45", exclusive="topo")["job"]["shared"] == ["topo"]
+    assert "exclusive" not in body("v0.0.45", exclusive=True)["job"]
