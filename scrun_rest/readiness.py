@@ -41,10 +41,13 @@ def run_check(config, out=sys.stdout, environ=None, clock=time.time):
         client = None
         try:
             client = RestClient(config, tokens)
-            version = client.api_version
+            version = client.discover()  # afresh: the cache may predate an upgrade
             controllers = client.ping()
             show("slurmrestd release", client.release or "(not reported)")
             show("API version", version)
+            if client.newer_versions:
+                show("newer API", "%s served too, unknown to this scrun-rest; %s is the "
+                     "newest both know" % (", ".join(client.newer_versions), version))
             for ctl in controllers:
                 show("slurmctld", "%s %s%s%s" % (
                     ctl.hostname or "?", "UP" if ctl.up else "DOWN",

@@ -1,9 +1,15 @@
 """The slurmrestd client callers use: one object per RestUrl.
 
-It picks the newest API version the server serves, authenticates every
-request with the caller's token, and turns every answer into normalised
-results or one of the exceptions in rest.errors. Version differences are
-looked up in rest.versions, never decided here.
+It picks the newest API version both it and the server know, authenticates
+every request with the caller's token, and turns every answer into
+normalised results or one of the exceptions in rest.errors. Version
+differences are looked up in rest.versions, never decided here.
+
+Discovery costs one request where the server allows it: GET /openapi/v3
+lists the served versions (it checks the auth headers but asks nothing of
+slurmctld). Where that fails it pings /slurm/vX/ping newest first. The
+answer is cached per URL (rest.cache); a cached version that vanishes, or
+an answer from a new Slurm release, makes the client discover again.
 """
 import logging
 import signal as signal_module
@@ -32,6 +38,7 @@ class RestClient:
         self._discovering = threading.Lock()  # the anchor calls from worker threads
         self.url = transport.url
         self.release = None
+        self.newer_versions = ()  # served, but newer than rest.versions knows
         self.last_submit_message = None
 
     # -- state -------------------------------------------------------------
@@ -50,6 +57,12 @@ class RestClient:
                     self._discover(use_cache=True)
         return self._version
 
+    def discover(self):
+        """Find the API version afresh, ignoring the cache; the version."""
+        with self._discovering:
+            self._discover(use_cache=False)
+        return self._version
+
     def close(self):
         self._transport.close()
 
@@ -64,7 +77,6 @@ class RestClient:
     def ping(self):
         """The controllers slurmrestd reaches, as [Controller]."""
         version, payload = self._call("GET", "ping")
-        self.release = versions.release_of(version, payload) or self.release
         return versions.controllers(version, payload)
 
     def info(self):
@@ -135,20 +147,61 @@ class RestClient:
             if cached and cached["version"] in versions.SHAPES:
                 self._version, self.release = cached["version"], cached.get("release")
                 return
-        for version in versions.NEWEST_FIRST:
-            response = self._send("GET", "/slurm/%s/ping" % version, None, None, IDEMPOTENT)
-            if response.status_code == 404:
-                continue  # this version is not served here
-            payload = self._check(version, response, "GET", "ping", None)
-            self._version = version
-            self.release = versions.release_of(version, payload)
-            self._cache.put(self.url, version, self.release)
-            log.debug("slurmrestd at %s: API %s, Slurm %s", self.url, version,
-                      self.release or "release unknown")
-            return
+        self.newer_versions = ()
+        served = self._served_versions()
+        if served is not None:
+            known = [v for v in served if v in versions.SHAPES]
+            self.newer_versions = versions.newer_than_known(served)
+            if self.newer_versions:
+                log.info("slurmrestd at %s serves %s, newer than scrun-rest knows; using %s",
+                         self.url, ", ".join(self.newer_versions),
+                         known[0] if known else "none")
+            if known:
+                return self._settle(known[0], self.release, "its OpenAPI document")
+        else:
+            for version in versions.NEWEST_FIRST:
+                response = self._send("GET", "/slurm/%s/ping" % version, None, None, IDEMPOTENT)
+                if response.status_code == 404:
+                    continue  # this version is not served here
+                payload = self._check(version, response, "GET", "ping", None)
+                return self._settle(version, versions.release_of(version, payload), "ping")
         raise RestError("slurmrestd at %s serves none of the API versions scrun-rest "
                         "speaks (%s to %s)" % (self.url, versions.NEWEST_FIRST[-1],
                                                 versions.NEWEST_FIRST[0]), url=self.url)
+
+    def _served_versions(self):
+        """Versions GET /openapi/v3 lists, newest first; None if it tells nothing."""
+        response = self._send("GET", "/openapi/v3", None, None, IDEMPOTENT)
+        if versions.token_refused(versions.NEWEST, response.status_code, None):
+            self._check(versions.NEWEST, response, "GET", "openapi/v3", None)
+        document = _json_object(response) if response.status_code == 200 else None
+        served = versions.served_versions(document) if document else []
+        if not served:
+            log.debug("slurmrestd at %s: no versions from /openapi/v3 (HTTP %d); pinging",
+                      self.url, response.status_code)
+            return None
+        self.release = versions.openapi_release(document) or self.release
+        return served
+
+    def _settle(self, version, release, how):
+        self._version, self.release = version, release
+        self._cache.put(self.url, version, release)
+        log.debug("slurmrestd at %s: API %s (from %s), Slurm %s", self.url, version, how,
+                  release or "release unknown")
+
+    def _note_release(self, version, payload):
+        """Follow the release an answer names; a new one means an upgrade: discover again."""
+        release = versions.release_of(version, payload)
+        if not release or release == self.release:
+            return
+        if self.release and _series(release) != _series(self.release):
+            log.info("slurmrestd at %s now runs Slurm %s (was %s); discovering its API "
+                     "version again", self.url, release, self.release)
+            self._cache.forget(self.url)
+            self._version = None
+        elif self._version:
+            self._cache.put(self.url, self._version, release)
+        self.release = release
 
     def _call(self, method, op, job_id=None, params=None, body=None, retry=IDEMPOTENT,
               accept=None):
@@ -166,7 +219,9 @@ class RestClient:
                 self._discover(use_cache=False)
                 if self._version != version:
                     continue
-            return version, self._check(version, response, method, op, job_id, accept)
+            payload = self._check(version, response, method, op, job_id, accept)
+            self._note_release(version, payload)
+            return version, payload
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method, path, params, body, retry):
@@ -228,6 +283,11 @@ class RestClient:
         prefix = ("Slurm error %d: " % errno) if errno else ""
         return RestError("%s%s (slurmrestd at %s, %s %s)" % (prefix, text, self.url, method, op),
                          url=self.url, http_status=status, slurm_errno=errno, text=text)
+
+
+def _series(release):
+    """"24.11" of "24.11.5": releases of one series serve the same API versions."""
+    return ".".join(str(release).split(".")[:2])
 
 
 def _unique(items):

@@ -509,6 +509,65 @@ def release_of(version, payload):
     return None
 
 
+_API_VERSION = re.compile(r"v0\.0\.\d+")
+_SLURM_PATH = re.compile(r"/slurm/(v0\.0\.\d+)/")
+_OPENAPI_RELEASE = re.compile(r"Slurm-(\d+\.\d+\.\d+)")
+
+
+def served_versions(document):
+    """API versions an /openapi/v3 document says are served, newest first.
+
+    From 25.05 info["x-slurm"]["data_parsers"] names them; before that the
+    paths do (22.05's document has /slurm/v0.0.37/ping, /slurm/v0.0.38/ping,
+    ...). Unknown ones are included: see newer_than_known().
+    """
+    info = document.get("info") if isinstance(document, dict) else None
+    slurm = info.get("x-slurm") if isinstance(info, dict) else None
+    found = set()
+    for text in _strings(slurm.get("data_parsers") if isinstance(slurm, dict) else None):
+        found.update(_API_VERSION.findall(text))
+    paths = document.get("paths") if isinstance(document, dict) else None
+    if not found and isinstance(paths, dict):
+        for key in paths:
+            match = _SLURM_PATH.match(key) if isinstance(key, str) else None
+            if match:
+                found.add(match.group(1))
+    return sorted(found, key=_minor, reverse=True)
+
+
+def openapi_release(document):
+    """The Slurm release an /openapi/v3 document names, if any.
+
+    info["x-slurm"]["release"] where present; 23.x writes info.version as
+    "Slurm-23.11.4&openapi/slurmctld&..."; 22.05 names only its API ("0.0.38").
+    """
+    info = document.get("info") if isinstance(document, dict) else None
+    if not isinstance(info, dict):
+        return None
+    slurm = info.get("x-slurm")
+    if isinstance(slurm, dict) and isinstance(slurm.get("release"), str) and slurm["release"]:
+        return slurm["release"]
+    match = _OPENAPI_RELEASE.match(info.get("version") or "") if isinstance(
+        info.get("version"), str) else None
+    return match.group(1) if match else None
+
+
+def newer_than_known(served):
+    """The served versions newer than any this table knows (their shapes are unknown)."""
+    return tuple(v for v in served if _minor(v) > _minor(NEWEST))
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def submitted_job_id(version, payload):
     job_id = payload.get("job_id") if isinstance(payload, dict) else None
     return job_id if _is_int(job_id) and job_id > 0 else None

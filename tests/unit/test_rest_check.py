@@ -37,7 +37,12 @@ def check(env_token=None, url=URL):
     return status, out.getvalue()
 
 
+def no_openapi(rsps):
+    rsps.add("GET", URL + "/openapi/v3", status=404, body="nope", content_type="text/plain")
+
+
 def serve(rsps, version):
+    no_openapi(rsps)
     for newer in versions.NEWEST_FIRST[:versions.NEWEST_FIRST.index(version)]:
         rsps.add("GET", "%s/slurm/%s/ping" % (URL, newer), status=404, body="nope",
                  content_type="text/plain")
@@ -65,7 +70,7 @@ def test_ready(tmp_path, version):
 
 def test_unreachable():
     with responses.RequestsMock() as rsps:
-        rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), body=requests.exceptions.ConnectionError(
+        rsps.add("GET", URL + "/openapi/v3", body=requests.exceptions.ConnectionError(
             "Max retries exceeded (Caused by NewConnectionError: Connection refused)"))
         status, text = check(token())
     assert status != 0
@@ -74,7 +79,7 @@ def test_unreachable():
 
 def test_token_rejected():
     with responses.RequestsMock() as rsps:
-        rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), status=401, body="Authentication failure")
+        rsps.add("GET", URL + "/openapi/v3", status=401, body="Authentication failure")
         status, text = check(token())
     assert status != 0 and "problem: slurmrestd at %s rejected the token (HTTP 401)" % URL in text
 
@@ -99,6 +104,7 @@ def test_expired_token_and_dead_server_are_two_problems():
 
 def test_no_supported_version():
     with responses.RequestsMock() as rsps:
+        no_openapi(rsps)
         for version in versions.NEWEST_FIRST:
             rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), status=404, body="nope")
         status, text = check(token())
@@ -116,8 +122,36 @@ def test_controller_down():
     body = {"meta": {}, "errors": [], "pings": [{"hostname": "ctl", "pinged": "DOWN",
                                                 "mode": "primary"}]}
     with responses.RequestsMock() as rsps:
+        no_openapi(rsps)
         rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), json=body)
         rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), json=body)
         status, text = check(token())
     assert status != 0 and "slurmctld:           ctl DOWN (primary)" in text
     assert "cannot reach any slurmctld" in text
+
+
+def test_newer_versions_are_named_in_one_line():
+    record = json.loads((FIXTURES / "v0.0.45" / "ping.json").read_text())
+    info = {"version": "Slurm-26.11.0&openapi/slurmctld",
+            "x-slurm": {"release": "26.11.0",
+                        "data_parsers": ["data_parser/v0.0.%d" % n for n in (43, 44, 45, 46)]}}
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/openapi/v3", json={"info": info, "paths": {}})
+        rsps.add("GET", URL + "/slurm/v0.0.45/ping", json=record["body"])
+        status, text = check(token())
+    assert status == 0 and "API version:         v0.0.45\n" in text
+    [line] = [l for l in text.splitlines() if "v0.0.46" in l]
+    assert line == ("newer API:           v0.0.46 served too, unknown to this scrun-rest; "
+                    "v0.0.45 is the newest both know")
+
+
+def test_check_discovers_afresh(tmp_path):
+    """A cached version may predate an upgrade: check asks the server itself."""
+    from scrun_rest.rest.cache import VersionCache, runtime_dir
+    cache = VersionCache(runtime_dir({"XDG_RUNTIME_DIR": str(tmp_path)}))
+    cache.put(URL, "v0.0.40", "23.11.10")
+    assert cache.get(URL)["version"] == "v0.0.40"
+    with responses.RequestsMock() as rsps:
+        serve(rsps, "v0.0.44")
+        status, text = check(token())
+    assert status == 0 and "API version:         v0.0.44\n" in text

@@ -13,7 +13,7 @@ from scrun_rest.rest import (AuthRejected, JobNotFound, JobState, RestClient, Re
                              RestUnreachable, UnsupportedField)
 from scrun_rest.rest import transport as transport_module
 from scrun_rest.rest import versions
-from scrun_rest.rest.cache import VersionCache
+from scrun_rest.rest.cache import CACHE_LIFETIME, VersionCache
 from scrun_rest.rest.transport import Transport, normalise_url
 
 URL = "http://rest.test:6820"
@@ -61,7 +61,7 @@ def make_client(tmp_path, clock):
     def make(url=URL, version=None, values=None):
         cache = VersionCache(str(tmp_path))
         if version:
-            cache.put(normalise_url(url), version, "test")
+            cache.put(normalise_url(url), version)
         config = Config(dict({"RestUrl": url}, **(values or {})), environ={})
         transport = Transport(url, timeout=30.0, ca_file=config.get("RestCaFile"),
                               sleep=clock.sleep, clock=clock)
@@ -81,8 +81,25 @@ def replay(rsps, record, url=URL):
              content_type=record["content_type"] or "text/plain", **kwargs)
 
 
+def no_openapi(rsps, url=URL):
+    """/openapi/v3 tells nothing (a proxy that hides it), so discovery pings."""
+    rsps.add("GET", url + "/openapi/v3", body="Unable find requested URL", status=404,
+             content_type="text/plain")
+
+
+def openapi(rsps, served, release=None, url=URL, status=200):
+    """An /openapi/v3 document listing `served` the 25.05+ way (info.x-slurm)."""
+    info = {"version": "Slurm-%s&openapi/slurmctld" % (release or "25.11.7"),
+            "x-slurm": {"data_parsers": [{"plugin": "data_parser/" + v} for v in served]}}
+    if release:
+        info["x-slurm"]["release"] = release
+    rsps.add("GET", url + "/openapi/v3", json={"openapi": "3.0.3", "info": info, "paths": {}},
+             status=status)
+
+
 def serve_version(rsps, version, url=URL):
-    """Newer versions 404 as text, this one answers ping."""
+    """No OpenAPI document, newer versions 404 as text, this one answers ping."""
+    no_openapi(rsps, url)
     for newer in ALL[:ALL.index(version)]:
         rsps.add("GET", "%s/slurm/%s/ping" % (url, newer), body="Unable find requested URL",
                  status=404, content_type="text/plain")
@@ -97,12 +114,12 @@ def test_discovery_probes_newest_first(make_client, version, tmp_path):
         serve_version(rsps, version)
         client = make_client()
         assert client.api_version == version
-        assert client.requests_made == ALL.index(version) + 1
-        probed = [c.request.url.split("/")[4] for c in rsps.calls]
+        assert client.requests_made == ALL.index(version) + 2
+        probed = [c.request.url.split("/")[4] for c in rsps.calls[1:]]
         assert probed == list(ALL[:ALL.index(version) + 1])
         release = versions.release_of(version, fixture(version, "ping")["body"])
         assert client.release == release and client.info() == release
-        assert client.requests_made == ALL.index(version) + 1  # info() needed no request
+        assert client.requests_made == ALL.index(version) + 2  # info() needed no request
     cached = VersionCache(str(tmp_path)).get(URL)
     assert cached["version"] == version and cached["release"] == release
 
@@ -129,10 +146,110 @@ def test_cached_version_that_404s_is_probed_again_once(make_client, tmp_path):
 
 def test_no_known_version(make_client):
     with responses.RequestsMock() as rsps:
+        no_openapi(rsps)
         for version in ALL:
             rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), status=404, body="nope")
         with pytest.raises(RestError, match="serves none of the API versions"):
             make_client().api_version
+
+
+def test_discovery_in_one_request_from_the_paths(make_client, tmp_path):
+    """22.05's /openapi/v3 (recorded live) names its versions only in paths."""
+    record = fixture("v0.0.38", "openapi")
+    assert "x-slurm" not in record["body"]["info"]
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        client = make_client()
+        assert client.api_version == "v0.0.38" and client.requests_made == 1
+        assert client.release is None and client.newer_versions == ()
+    assert VersionCache(str(tmp_path)).get(URL)["version"] == "v0.0.38"
+
+
+def test_discovery_from_x_slurm_data_parsers(make_client):
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"], release="26.05.5")
+        client = make_client()
+        assert client.api_version == "v0.0.45" and client.requests_made == 1
+        assert client.release == "26.05.5"
+
+
+def test_newer_versions_than_known_use_the_newest_known(make_client, caplog):
+    caplog.set_level(logging.INFO, logger="scrun_rest")
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.43", "v0.0.44", "v0.0.45", "v0.0.46", "v0.0.47"])
+        client = make_client()
+        assert client.api_version == versions.NEWEST == "v0.0.45"
+        assert client.newer_versions == ("v0.0.47", "v0.0.46")
+    assert any("newer than scrun-rest knows; using v0.0.45" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_only_unknown_versions_served(make_client):
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.36", "v0.0.37"])
+        with pytest.raises(RestError, match="serves none of the API versions"):
+            make_client().api_version
+
+
+@pytest.mark.parametrize("status,body,content_type", [
+    (404, "Unable find requested URL", "text/plain"),
+    (200, "<html>proxy</html>", "text/html"),
+    (200, '{"openapi": "3.0.3", "info": {}, "paths": {"/openapi": {}}}', "application/json"),
+    (500, '{"errors": []}', "application/json"),
+])
+def test_discovery_falls_back_to_pings(make_client, status, body, content_type):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/openapi/v3", status=status, body=body, content_type=content_type)
+        for newer in ALL[:ALL.index("v0.0.42")]:
+            rsps.add("GET", "%s/slurm/%s/ping" % (URL, newer), status=404, body="nope")
+        replay(rsps, fixture("v0.0.42", "ping"))
+        assert make_client().api_version == "v0.0.42"
+
+
+def test_cache_expires(make_client, tmp_path):
+    cache = VersionCache(str(tmp_path), clock=lambda: 1000.0)
+    cache.put(URL, "v0.0.40", "23.11.10")
+    later = VersionCache(str(tmp_path), clock=lambda: 1000.0 + CACHE_LIFETIME + 1)
+    assert VersionCache(str(tmp_path), clock=lambda: 1000.0 + CACHE_LIFETIME).get(URL)
+    assert later.get(URL) is None
+    assert VersionCache(str(tmp_path), clock=lambda: 900.0).get(URL) is None  # clock went back
+
+
+def test_an_expired_cache_is_discovered_again(tmp_path, clock):
+    stale = VersionCache(str(tmp_path), clock=lambda: 0.0)
+    stale.put(URL, "v0.0.40", "23.11.10")
+    config = Config({"RestUrl": URL}, environ={})
+    transport = Transport(URL, sleep=clock.sleep, clock=clock)
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.42"], release="24.11.7")
+        client = RestClient(config, FakeTokens(), cache=VersionCache(str(tmp_path)),
+                            transport=transport)
+        assert client.api_version == "v0.0.42"
+    assert VersionCache(str(tmp_path)).get(URL)["release"] == "24.11.7"
+
+
+def test_a_new_release_in_an_answer_means_discovering_again(make_client, tmp_path):
+    """Cached v0.0.40 from 23.11; the server now runs 24.11 and also serves v0.0.42."""
+    cache = VersionCache(str(tmp_path))
+    cache.put(URL, "v0.0.40", "23.11.10")
+    running = fixture("v0.0.40", "job_running")
+    running["body"]["meta"]["slurm"]["release"] = "24.11.7"
+    with responses.RequestsMock() as rsps:
+        replay(rsps, running)
+        openapi(rsps, ["v0.0.40", "v0.0.41", "v0.0.42"], release="24.11.7")
+        replay(rsps, fixture("v0.0.42", "job_running"))
+        client = make_client()
+        assert client.job(43).state is JobState.RUNNING
+        assert VersionCache(str(tmp_path)).get(URL) is None
+        assert client.job(43).state is JobState.RUNNING
+        assert client.api_version == "v0.0.42" and client.requests_made == 3
+
+
+def test_discover_ignores_the_cache(make_client):
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.44"])
+        client = make_client(version="v0.0.40")
+        assert client.discover() == "v0.0.44" and client.requests_made == 1
 
 
 # -- operations ------------------------------------------------------------------------
@@ -285,6 +402,11 @@ def test_rejected_token(make_client, version, name):
 
 def test_auth_failure_during_discovery(make_client):
     with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/openapi/v3", status=401, body="Authentication failure")
+        with pytest.raises(AuthRejected, match=r"\(HTTP 401\)"):
+            make_client().api_version
+    with responses.RequestsMock() as rsps:
+        no_openapi(rsps)
         rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), status=401,
                  body="Authentication failure")
         with pytest.raises(AuthRejected, match=r"\(HTTP 401\)"):
@@ -492,9 +614,10 @@ def test_each_request_is_logged_without_headers(make_client, caplog):
         client = make_client()
         client.signal(43, 15)
     lines = [r.getMessage() for r in caplog.records if r.name == "scrun_rest.rest"]
-    assert lines[0].startswith("rest #1 GET /slurm/%s/ping -> 404 in " % ALL[0])
-    assert any(l.startswith("rest #2 GET /slurm/%s/ping -> 200 in " % ALL[1]) for l in lines)
-    assert any(l.startswith("rest #3 DELETE /slurm/%s/job/43?signal=15 -> 200 in " % ALL[1])
+    assert lines[0].startswith("rest #1 GET /openapi/v3 -> 404 in ")
+    assert any(l.startswith("rest #2 GET /slurm/%s/ping -> 404 in " % ALL[0]) for l in lines)
+    assert any(l.startswith("rest #3 GET /slurm/%s/ping -> 200 in " % ALL[1]) for l in lines)
+    assert any(l.startswith("rest #4 DELETE /slurm/%s/job/43?signal=15 -> 200 in " % ALL[1])
                and l.endswith(" ms") for l in lines)
     for record in caplog.records:
         assert TOKEN not in record.getMessage() and "alice" not in record.getMessage()

@@ -358,3 +358,31 @@ def test_v45_job_descriptions_still_take_shared():
     assert body("v0.0.45", exclusive=True)["job"]["shared"] == ["none"]
     assert body("v0.0.45", exclusive="topo")["job"]["shared"] == ["topo"]
     assert "exclusive" not in body("v0.0.45", exclusive=True)["job"]
+
+
+# -- /openapi/v3 -------------------------------------------------------------------------
+
+def test_served_versions_from_paths():
+    document = fixture("v0.0.38", "openapi")["body"]  # recorded from 22.05.8
+    assert versions.served_versions(document) == ["v0.0.38", "v0.0.37"]
+    assert versions.openapi_release(document) is None  # info.version is "0.0.38"
+
+
+def test_served_versions_from_x_slurm():
+    info = {"version": "Slurm-25.05.8&openapi/slurmctld&openapi/slurmdbd",
+            "x-slurm": {"data_parsers": ["data_parser/v0.0.41", {"plugin": "data_parser/v0.0.43"},
+                                         "data_parser/v0.0.42", "data_parser/v0.0.40"]}}
+    paths = {"/slurm/v0.0.39/ping": {}}  # ignored when x-slurm names the parsers
+    document = {"info": info, "paths": paths}
+    assert versions.served_versions(document) == ["v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40"]
+    assert versions.openapi_release(document) == "25.05.8"
+    info["x-slurm"]["release"] = "25.05.9"
+    assert versions.openapi_release(document) == "25.05.9"
+    assert versions.newer_than_known(["v0.0.47", "v0.0.46", "v0.0.45"]) == ("v0.0.47", "v0.0.46")
+
+
+@pytest.mark.parametrize("document", [None, [], {}, {"info": "x", "paths": ["/slurm/v0.0.40/"]},
+                                      {"info": {"x-slurm": 5}, "paths": {5: {}}}])
+def test_odd_openapi_documents(document):
+    assert versions.served_versions(document) == []
+    assert versions.openapi_release(document) is None
