@@ -95,7 +95,7 @@ class RestClient:
         # empty (22.05 reports a held job as error 2042): raising would orphan it.
         version, payload = self._call(
             "POST", "job/submit", retry=CONNECT_ONLY,
-            body=lambda v: versions.submit_body(v, request),
+            body=lambda v: versions.submit_body(v, request, self._release_for(v, request)),
             accept=lambda v, p: versions.submitted_job_id(v, p) is not None)
         job_id = versions.submitted_job_id(version, payload)
         if job_id is None:
@@ -111,7 +111,7 @@ class RestClient:
 
     def check_request(self, request):
         """Raise UnsupportedField/InvalidField now if submit(request) could not be sent."""
-        versions.submit_body(self.api_version, request)
+        versions.submit_body(self.api_version, request, self.release)
 
     def job(self, job_id):
         """JobInfo for one job; JobNotFound once Slurm has forgotten it."""
@@ -133,6 +133,12 @@ class RestClient:
         self._delete(_job_id(job_id), None)
 
     # -- internals -------------------------------------------------------------
+
+    def _release_for(self, version, request):
+        """The Slurm release, asked for (one ping) only when the body depends on it."""
+        if self.release is None and versions.release_needed(version, request):
+            self.ping()
+        return self.release
 
     def _delete(self, job_id, params):
         version, payload = self._call("DELETE", "job/%d" % job_id, job_id=job_id, params=params)

@@ -371,6 +371,11 @@ FIELD_RULES = {
                       (V39_UP, _job_flag("PREFER_MINIMUM_NODE_COUNT"))),
 }
 
+# Normalised fields that write GRES into the TRES keys above.
+_GRES_FIELDS = ("gres", "gpus", "gpus_per_node", "gpus_per_socket", "gpus_per_task",
+                "cpus_per_gpu", "memory_per_gpu", "gpu_bind", "tres_per_task",
+                "tres_per_node", "tres_bind")
+
 # Body keys several fields may add to: comma-joined strings, or lists.
 _JOINED = frozenset(("tres_per_job", "tres_per_node", "tres_per_socket", "tres_per_task",
                      "tres_bind", "tres_freq", "flags"))
@@ -396,8 +401,28 @@ def supports(version, field):
     return True
 
 
-def submit_body(version, request):
-    """The POST job/submit body for a normalised job request."""
+# slurmctld reads GRES in tres_per_*, cpus_per_tres, memory_per_tres and
+# tres_bind as "gres:gpu:2" up to 23.02 and as "gres/gpu:2" from 23.11
+# (23.02's gres_prepend_tres_type() prepends "gres:"; 23.11 moved the TRES
+# strings to "gres/"). The prefix follows the Slurm release, not the API
+# version: v0.0.39 is served by 23.02, 23.11 and 24.05 alike.
+GRES_SLASH_FROM = (23, 11)
+_GRES_KEYS = ("tres_per_job", "tres_per_node", "tres_per_socket", "tres_per_task",
+              "cpus_per_tres", "memory_per_tres", "tres_bind")
+_GRES_ITEM = re.compile(r"(^|[,;])gres/")
+
+
+def release_needed(version, request):
+    """Whether submit_body(version, request) depends on the Slurm release."""
+    return (_minor(version) == 39 and isinstance(request, dict)
+            and any(request.get(f) is not None for f in _GRES_FIELDS))
+
+
+def submit_body(version, request, release=None):
+    """The POST job/submit body for a normalised job request.
+
+    release ("23.02.7") picks the GRES prefix; unknown, the 23.11+ one.
+    """
     shp = SHAPES[version]
     request = dict(request)
     script = _text_block("script", request.pop("script", None))
@@ -416,7 +441,17 @@ def submit_body(version, request):
             continue
         for key, encoded in _rule(field, version)(field, value, shp):
             _merge(job, owners, field, key, encoded)
+    if _minor(version) >= 39 and _release_tuple(release) < GRES_SLASH_FROM:
+        for key in _GRES_KEYS:
+            if isinstance(job.get(key), str):
+                job[key] = _GRES_ITEM.sub(r"\1gres:", job[key])
     return {"script": script, "job": job}
+
+
+def _release_tuple(release):
+    """(23, 2) of "23.02.7"; unknown or unreadable releases sort as the newest."""
+    match = re.match(r"(\d+)\.(\d+)", release) if isinstance(release, str) else None
+    return (int(match.group(1)), int(match.group(2))) if match else (9999, 0)
 
 
 def _text_block(field, value):

@@ -698,3 +698,26 @@ def test_cancel_of_a_finished_job_is_a_success(make_client):
     with responses.RequestsMock() as rsps:
         replay(rsps, record)
         make_client(version="v0.0.38").cancel(int(record["path"].rsplit("/", 1)[1]))
+
+
+# -- fixes from the source review ----------------------------------------------------------
+
+def test_gpu_request_on_23_02_uses_the_colon_prefix(make_client):
+    """23.02 parses only gres:gpu:N (gres_prepend_tres_type() in src/common/gres.h and
+    slurm_opt.c at slurm-23-02-7-1; gres/ from 23.11): the prefix follows the
+    release, which a ping tells when discovery did not."""
+    request = {"script": "x", "environment": {"A": "b"}, "gpus_per_node": "1"}
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture("v0.0.39", "ping"))  # meta: 23.02.7
+        replay(rsps, fixture("v0.0.39", "submit_ok"))
+        client = make_client(version="v0.0.39")
+        assert client.submit(request) == 41
+        sent = json.loads(rsps.calls[-1].request.body)
+    assert sent["job"]["tres_per_node"] == "gres:gpu:1"
+    with responses.RequestsMock() as rsps:
+        ping = fixture("v0.0.39", "ping")
+        ping["body"]["meta"]["Slurm"]["release"] = "23.11.10"
+        replay(rsps, ping)
+        replay(rsps, fixture("v0.0.39", "submit_ok"))
+        make_client(version="v0.0.39").submit(request)
+        assert json.loads(rsps.calls[-1].request.body)["job"]["tres_per_node"] == "gres/gpu:1"

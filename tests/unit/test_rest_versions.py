@@ -386,3 +386,26 @@ def test_served_versions_from_x_slurm():
 def test_odd_openapi_documents(document):
     assert versions.served_versions(document) == []
     assert versions.openapi_release(document) is None
+
+
+# -- fixes from the source review --------------------------------------------------------
+
+def test_gres_prefix_follows_the_release_not_the_api_version():
+    # 23.02 parses GRES in TRES strings as "gres:gpu:N" only: its
+    # gres_prepend_tres_type() (src/common/gres.h, slurm-23-02-7-1: 'Prepend
+    # "gres:" to each gres for proper parsing with TRES functions') and
+    # slurm_opt.c write that form; 23.11's src/interfaces/gres.c builds
+    # "gres/gpu:%u" and parses "gres/". v0.0.39 is served by 23.02 and 23.11.
+    fields = dict(gpus="2", gres="shard:1", cpus_per_gpu=4, memory_per_gpu=512,
+                  gpu_bind="closest", gpu_freq="low", tres_per_task="gres/gpu:1,cpu:2")
+    old = versions.submit_body("v0.0.39", dict(BASE, **fields), release="23.02.7")["job"]
+    assert old["tres_per_job"] == "gres:gpu:2" and old["tres_per_node"] == "gres:shard:1"
+    assert old["cpus_per_tres"] == "gres:gpu:4" and old["memory_per_tres"] == "gres:gpu:512"
+    assert old["tres_bind"] == "gres:gpu:closest" and old["tres_freq"] == "gpu:low"
+    assert old["tres_per_task"] == "gres:gpu:1,cpu:2"
+    for release in ("23.11.10", "24.05.8", None):
+        new = versions.submit_body("v0.0.39", dict(BASE, **fields), release=release)["job"]
+        assert new["tres_per_job"] == "gres/gpu:2" and new["tres_per_task"] == "gres/gpu:1,cpu:2"
+    assert versions.release_needed("v0.0.39", dict(BASE, gpus="1"))
+    assert not versions.release_needed("v0.0.39", dict(BASE, tasks=2))
+    assert not versions.release_needed("v0.0.40", dict(BASE, gpus="1"))
