@@ -91,8 +91,11 @@ class RestClient:
         Fields the server's API version cannot express raise UnsupportedField
         before anything is sent.
         """
-        # A 200 that carries a job id queued a job even when errors[] is not
-        # empty (22.05 reports a held job as error 2042): raising would orphan it.
+        # An answer that carries a job id queued a job, whatever its HTTP status
+        # and errors[]: 22.05 reports a held job as error 2042 with 200, and
+        # 23.02 and 23.11.0 a job queued despite QOS_THRES, NODE_NOT_AVAIL,
+        # RESERVATION_NOT_USABLE, REQUESTED_PART_CONFIG_UNAVAILABLE or
+        # LICENSES_UNAVAILABLE with 500. Raising would orphan a job that runs.
         version, payload = self._call(
             "POST", "job/submit", retry=CONNECT_ONLY,
             body=lambda v: versions.submit_body(v, request, self._release_for(v, request)),
@@ -101,11 +104,14 @@ class RestClient:
         if job_id is None:
             raise RestError("slurmrestd at %s accepted the job but sent no job id" % self.url,
                             url=self.url)
-        notes = [payload.get("job_submit_user_msg")]
-        notes += [text for _, text in versions.errors_of(version, payload)]
+        errors = [text for _, text in versions.errors_of(version, payload) if text]
+        notes = [payload.get("job_submit_user_msg")] + errors
         notes = [n for n in notes if isinstance(n, str) and n]
         self.last_submit_message = "; ".join(notes) or None
-        if notes:
+        if errors:
+            log.warning("job %d is queued, though slurmrestd reported: %s; it waits as any "
+                        "pending job", job_id, self.last_submit_message)
+        elif notes:
             log.info("job %d submitted: %s", job_id, self.last_submit_message)
         return job_id
 
@@ -243,11 +249,11 @@ class RestClient:
     def _check(self, version, response, method, op, job_id, accept=None):
         """The answer's JSON object, or the right exception.
 
-        accept(version, payload) may declare a 2xx answer good despite errors[].
+        accept(version, payload) may declare an answer good despite its status and errors[].
         """
         status = response.status_code
         payload = _json_object(response)
-        if payload is not None and status < 300 and accept and accept(version, payload):
+        if payload is not None and accept and accept(version, payload):
             return payload
         errors = versions.errors_of(version, payload) if payload is not None else []
         errno = next((e for e, _ in errors if e), None)

@@ -721,3 +721,23 @@ def test_gpu_request_on_23_02_uses_the_colon_prefix(make_client):
         replay(rsps, fixture("v0.0.39", "submit_ok"))
         make_client(version="v0.0.39").submit(request)
         assert json.loads(rsps.calls[-1].request.body)["job"]["tres_per_node"] == "gres/gpu:1"
+
+
+@pytest.mark.parametrize("version", ["v0.0.39", "v0.0.40"])
+def test_a_queued_job_with_an_error_is_submitted(make_client, version, caplog):
+    """23.02 and 23.11.0 answer HTTP 500 with a real job id when slurmctld queued the
+    job but returned a non-fatal code: _job_submit_rc() in
+    src/plugins/openapi/v0.0.39/jobs.c (slurm-23-02-7-1) and in
+    src/plugins/openapi/slurmctld/jobs.c (slurm-23-11-0-1) adds it as an error
+    after dumping job_id; job_allocate() in src/slurmctld/job_mgr.c keeps such
+    jobs pending. Raising would orphan a job that runs."""
+    record = fixture(version, "submit_queued_error")
+    assert record["status"] == 500 and record["body"]["job_id"] == 45
+    caplog.set_level(logging.WARNING, logger="scrun_rest")
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        client = make_client(version=version)
+        assert client.submit({"script": "x", "environment": {"A": "b"}}) == 45
+    assert "partition configuration not available" in client.last_submit_message
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage().startswith("job 45 is queued, though slurmrestd reported: ")
