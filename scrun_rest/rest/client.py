@@ -261,7 +261,7 @@ class RestClient:
         text = "; ".join(_unique(t for _, t in errors)[:3]) or None
         for warning in (payload or {}).get("warnings") or ():
             log.debug("slurmrestd warning: %s", warning)
-        if versions.token_refused(version, status, payload):
+        if versions.token_refused(version, status, payload, self.release):
             # 22.05's own words for it ("slurmctld config is unable to load") mislead.
             detail = (": " + text) if text and errno != -1 else ""
             raise AuthRejected("slurmrestd at %s rejected the token (HTTP %d)%s"

@@ -490,12 +490,21 @@ def errors_of(version, payload):
     return found
 
 
-def token_refused(version, status, payload):
+# A token slurmctld refuses reaches REST clients by Slurm release, not by API
+# version. 23.02 to 24.05 (as 22.05) close the connection on it: submit and
+# DELETE report the client library's errno 5005 (zero bytes) and GET job the
+# -1 of slurm_load_job(), all with HTTP 500. From 24.11 slurmctld answers
+# 1007 and slurmrestd says 511, which every release's rule below catches.
+HANGUP_REFUSALS = ((23, 2), (24, 11))  # releases [first, last) that hang up
+HANGUP_REFUSAL_ERRNOS = (ERRNO_ZERO_BYTES, -1)
+
+
+def token_refused(version, status, payload, release=None):
     """Whether an answer means slurmrestd or slurmctld refused the token.
 
-    401: no or unusable auth headers; 511 (24.05.5+) and error 1007 (23.x to
-    24.05.4, HTTP 500): slurmctld refused it; 22.05: see token_refused_sources
-    and token_refused_errnos.
+    401: no or unusable auth headers; 511 and error 1007: slurmctld refused
+    it; 23.02-24.05 (the release the answer names, else `release`): see
+    HANGUP_REFUSALS; 22.05: see token_refused_sources and token_refused_errnos.
     """
     if status in (401, 511):
         return True
@@ -504,7 +513,11 @@ def token_refused(version, status, payload):
     errnos = [errno for errno, _ in errors_of(version, payload)]
     if any(errno in AUTH_ERRNOS for errno in errnos):
         return True
-    if status >= 500 and any(errno in SHAPES[version].token_refused_errnos for errno in errnos):
+    first, last = HANGUP_REFUSALS
+    series = _release_tuple(release_of(version, payload) or release)
+    hangup = SHAPES[version].token_refused_errnos + (
+        HANGUP_REFUSAL_ERRNOS if first <= series < last else ())
+    if status >= 500 and any(errno in hangup for errno in errnos):
         return True
     sources = SHAPES[version].token_refused_sources
     entries = payload.get("errors") if isinstance(payload.get("errors"), list) else []

@@ -667,19 +667,44 @@ def test_v38_token_refusal_reads_as_auth():
     assert str(info.value) == "slurmrestd at %s rejected the token (HTTP 500)" % URL
 
 
-@pytest.mark.parametrize("name,call", [
-    ("submit_bad_token", lambda c: c.submit({"script": "x", "environment": {"A": "b"}})),
-    ("job_bad_token", lambda c: c.job(2147480000)),
-    ("delete_bad_token", lambda c: c.cancel(2147480000)),
-])
-def test_v38_token_refusal_reads_as_auth_for_every_call(make_client, name, call):
+REFUSED_CALLS = [
+    ("submit_bad_token", lambda c, job_id: c.submit({"script": "x", "environment": {"A": "b"}})),
+    ("job_bad_token", lambda c, job_id: c.job(job_id)),
+    ("delete_bad_token", lambda c, job_id: c.cancel(job_id)),
+]
+
+
+@pytest.mark.parametrize("version,name,call", [
+    (v, n, c) for n, c in REFUSED_CALLS for v in fixture_versions(n)])
+def test_token_refusal_reads_as_auth_for_every_call(make_client, version, name, call):
     """22.05 says it three ways: -1 from slurm_load_job, 5005 with and
-    without a source. None of them may read as 'no such job'."""
+    without a source. 23.02-24.05 likewise, since slurmctld hangs up on a
+    token it refuses: 5005 from _job_post_submit() and _handle_job_delete(),
+    -1 from _handle_job_get() (src/plugins/openapi/v0.0.39/jobs.c at
+    slurm-23-02-7-1, src/plugins/openapi/slurmctld/jobs.c at slurm-23-11-10-1
+    and slurm-24-05-8-1); from 24.11, 1007 with HTTP 511. None of them may
+    read as 'no such job', or renewal and `check` cannot tell."""
+    record = fixture(version, name)
+    job_id = int(record["path"].rsplit("/", 1)[1]) if name != "submit_bad_token" else None
     with responses.RequestsMock() as rsps:
-        replay(rsps, fixture("v0.0.38", name))
+        replay(rsps, record)
         with pytest.raises(AuthRejected) as info:
-            call(make_client(version="v0.0.38"))
-    assert str(info.value).startswith("slurmrestd at %s rejected the token (HTTP 500)" % URL)
+            call(make_client(version=version), job_id)
+    assert str(info.value).startswith("slurmrestd at %s rejected the token (HTTP %d)"
+                                      % (URL, record["status"]))
+    assert info.value.http_status == record["status"]
+
+
+def test_zero_bytes_from_24_11_on_is_not_a_token_refusal(make_client):
+    """From 24.11 slurmctld answers a refused token (1007/511), so a 5005 there is a
+    lost connection, not a refusal."""
+    record = fixture("v0.0.41", "delete_bad_token")
+    record["body"]["meta"]["slurm"]["release"] = "24.11.7"
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        with pytest.raises(RestError) as info:
+            make_client(version="v0.0.41").cancel(43)
+    assert not isinstance(info.value, AuthRejected) and info.value.slurm_errno == 5005
 
 
 def test_held_job_is_submitted_despite_errors(make_client):
