@@ -79,6 +79,18 @@ class RestClient:
         version, payload = self._call("GET", "ping")
         return versions.controllers(version, payload)
 
+    def verify_token(self):
+        """Raise AuthRejected unless slurmctld accepts the token.
+
+        ping cannot tell: from 23.02 it answers 200 with the controller DOWN
+        (not responding) for a refused token. GET job of an unlikely id asks
+        slurmctld and fails loudly: "no such job" means the token passed.
+        """
+        try:
+            self.job(versions.TOKEN_PROBE_JOB_ID)
+        except JobNotFound:
+            pass
+
     def info(self):
         """The Slurm release string ("22.05.8") if the server tells it, else None."""
         if self.release is None:

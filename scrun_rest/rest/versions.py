@@ -29,6 +29,11 @@ AUTH_ERRNOS = frozenset((1007, 9008) + tuple(range(6000, 6012)))
 
 NO_VAL = 0xFFFFFFFE  # Slurm's "not set" for 32-bit numbers
 
+# A job id no cluster is likely to have, below MAX_JOB_ID (0x03FFFFFF): the
+# job/{id} handlers refuse larger ids themselves, without asking slurmctld,
+# so only an id below it makes GET job a request that checks the token.
+TOKEN_PROBE_JOB_ID = 0x03FFFFFE
+
 
 @dataclass(frozen=True)
 class Shape:

@@ -42,14 +42,26 @@ def no_openapi(rsps):
 
 
 def serve(rsps, version):
+    record = json.loads((FIXTURES / version / "ping.json").read_text())
+    serve_pings_then(rsps, version, record["body"])
+    token_probe(rsps, version, "job_unknown")
+    return versions.release_of(version, record["body"])
+
+
+def serve_pings_then(rsps, version, body):
     no_openapi(rsps)
     for newer in versions.NEWEST_FIRST[:versions.NEWEST_FIRST.index(version)]:
         rsps.add("GET", "%s/slurm/%s/ping" % (URL, newer), status=404, body="nope",
                  content_type="text/plain")
-    record = json.loads((FIXTURES / version / "ping.json").read_text())
-    rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), json=record["body"])
-    rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), json=record["body"])
-    return versions.release_of(version, record["body"])
+    rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), json=body)
+    rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), json=body)
+
+
+def token_probe(rsps, version, name):
+    """check's GET job/TOKEN_PROBE_JOB_ID, answered with a fixture's body and status."""
+    record = json.loads((FIXTURES / version / (name + ".json")).read_text())
+    rsps.add("GET", "%s/slurm/%s/job/%d" % (URL, version, versions.TOKEN_PROBE_JOB_ID),
+             json=record["body"], status=record["status"])
 
 
 @pytest.mark.parametrize("version", ["v0.0.41", "v0.0.45"])
@@ -64,6 +76,7 @@ def test_ready(tmp_path, version):
     assert "token user:          alice\n" in text
     assert "token expires:       2023-11-15T00:13:20Z (in 2 h 0 min)\n" in text
     assert "slurmctld:           testbed UP (primary)\n" in text
+    assert "token accepted:      yes, by slurmctld\n" in text
     assert text.endswith("ready to submit\n") and "problem" not in text
     assert token() not in text
 
@@ -125,6 +138,7 @@ def test_controller_down():
         no_openapi(rsps)
         rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), json=body)
         rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), json=body)
+        token_probe(rsps, versions.NEWEST, "job_unknown")
         status, text = check(token())
     assert status != 0 and "slurmctld:           ctl DOWN (primary)" in text
     assert "cannot reach any slurmctld" in text
@@ -138,6 +152,7 @@ def test_newer_versions_are_named_in_one_line():
     with responses.RequestsMock() as rsps:
         rsps.add("GET", URL + "/openapi/v3", json={"info": info, "paths": {}})
         rsps.add("GET", URL + "/slurm/v0.0.45/ping", json=record["body"])
+        token_probe(rsps, "v0.0.45", "job_unknown")
         status, text = check(token())
     assert status == 0 and "API version:         v0.0.45\n" in text
     [line] = [l for l in text.splitlines() if "v0.0.46" in l]
@@ -155,3 +170,37 @@ def test_check_discovers_afresh(tmp_path):
         serve(rsps, "v0.0.44")
         status, text = check(token())
     assert status == 0 and "API version:         v0.0.44\n" in text
+
+
+@pytest.mark.parametrize("version", ["v0.0.42", "v0.0.45"])
+def test_a_refused_token_is_not_a_down_controller(version):
+    """From 23.02 ping answers 200 with the controller DOWN (not responding) for a
+    token slurmctld refuses: _op_handler_ping() dumps ping_all_controllers() and
+    reports no error (src/plugins/openapi/slurmctld/diag.c at slurm-24-11-0-1 and
+    slurm-26-05-0-1). check must not call that success nor blame slurmctld: the
+    GET job it sends fails loudly (1007, HTTP 511 from 24.11)."""
+    ping = json.loads((FIXTURES / version / "ping_bad_token.json").read_text())
+    assert ping["status"] == 200
+    with responses.RequestsMock() as rsps:
+        serve_pings_then(rsps, version, ping["body"])
+        token_probe(rsps, version, "job_bad_token")
+        status, text = check(token())
+    problems = [l for l in text.splitlines() if l.startswith("problem:")]
+    assert status != 0 and "ready to submit" not in text
+    assert problems == ["problem: slurmrestd at %s rejected the token (HTTP 511): "
+                        "Unable to query JobId=43; Protocol authentication error" % URL]
+
+
+def test_minus_one_with_every_controller_down_names_both_causes():
+    """23.02-24.05 answer -1 to GET job both when slurmctld refused the token (it hangs
+    up) and when it cannot be reached (_handle_job_get() in
+    src/plugins/openapi/v0.0.39/jobs.c at slurm-23-02-7-1)."""
+    ping = json.loads((FIXTURES / "v0.0.39" / "ping_bad_token.json").read_text())
+    with responses.RequestsMock() as rsps:
+        serve_pings_then(rsps, "v0.0.39", ping["body"])
+        token_probe(rsps, "v0.0.39", "job_bad_token")
+        status, text = check(token())
+    problems = [l for l in text.splitlines() if l.startswith("problem:")]
+    assert problems == ["problem: slurmrestd at %s cannot reach any slurmctld, or slurmctld "
+                        "refused the token (HTTP 500, error -1)" % URL]
+

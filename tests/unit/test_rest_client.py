@@ -766,3 +766,30 @@ def test_a_queued_job_with_an_error_is_submitted(make_client, version, caplog):
     assert "partition configuration not available" in client.last_submit_message
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.getMessage().startswith("job 45 is queued, though slurmrestd reported: ")
+
+
+@pytest.mark.parametrize("version", [v for v in fixture_versions("ping_bad_token")
+                                     if (FIXTURES / v / "job_bad_token.json").exists()])
+def test_ping_cannot_tell_a_refused_token_verify_token_can(make_client, version):
+    """From 23.02 ping answers 200 with the controller DOWN for a refused token
+    (_op_handler_ping() in src/plugins/openapi/v0.0.39/diag.c at slurm-23-02-7-1 and
+    src/plugins/openapi/slurmctld/diag.c from slurm-23-11-0-1 dump
+    ping_all_controllers() and report no error); GET job asks slurmctld."""
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture(version, "ping_bad_token"))
+        probe = fixture(version, "job_bad_token")
+        probe["path"] = "/slurm/%s/job/%d" % (version, versions.TOKEN_PROBE_JOB_ID)
+        replay(rsps, probe)
+        client = make_client(version=version)
+        assert not any(c.up for c in client.ping())
+        with pytest.raises(AuthRejected):
+            client.verify_token()
+
+
+def test_verify_token_takes_no_such_job_as_accepted(make_client):
+    record = fixture("v0.0.44", "job_unknown")
+    record["path"] = "/slurm/v0.0.44/job/%d" % versions.TOKEN_PROBE_JOB_ID
+    assert versions.TOKEN_PROBE_JOB_ID < 0x03FFFFFF  # MAX_JOB_ID: larger ids never reach slurmctld
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        make_client(version="v0.0.44").verify_token()
