@@ -39,6 +39,7 @@ class RestClient:
         self.url = transport.url
         self.release = None
         self.newer_versions = ()  # served, but newer than rest.versions knows
+        self._unusable = set()  # served, but refusing every request here
         self.last_submit_message = None
 
     # -- state -------------------------------------------------------------
@@ -168,13 +169,14 @@ class RestClient:
     def _discover(self, use_cache):
         if use_cache:
             cached = self._cache.get(self.url)
-            if cached and cached["version"] in versions.SHAPES:
+            if (cached and cached["version"] in versions.SHAPES
+                    and cached["version"] not in self._unusable):
                 self._version, self.release = cached["version"], cached.get("release")
                 return
         self.newer_versions = ()
         served = self._served_versions()
         if served is not None:
-            known = [v for v in served if v in versions.SHAPES]
+            known = [v for v in served if v in versions.SHAPES and v not in self._unusable]
             self.newer_versions = versions.newer_than_known(served)
             if self.newer_versions:
                 log.info("slurmrestd at %s serves %s, newer than scrun-rest knows; using %s",
@@ -184,14 +186,27 @@ class RestClient:
                 return self._settle(known[0], self.release, "its OpenAPI document")
         else:
             for version in versions.NEWEST_FIRST:
+                if version in self._unusable:
+                    continue
                 response = self._send("GET", "/slurm/%s/ping" % version, None, None, IDEMPOTENT)
                 if response.status_code == 404:
                     continue  # this version is not served here
+                if self._unusable_here(version, _json_object(response)):
+                    continue
                 payload = self._check(version, response, "GET", "ping", None)
                 return self._settle(version, versions.release_of(version, payload), "ping")
         raise RestError("slurmrestd at %s serves none of the API versions scrun-rest "
                         "speaks (%s to %s)" % (self.url, versions.NEWEST_FIRST[-1],
                                                 versions.NEWEST_FIRST[0]), url=self.url)
+
+    def _unusable_here(self, version, payload):
+        """True (and remembered) if the answer says `version` cannot serve this server."""
+        if not versions.version_unusable(version, payload):
+            return False
+        log.info("slurmrestd at %s cannot answer through API %s without slurmdbd; "
+                 "using an older version", self.url, version)
+        self._unusable.add(version)
+        return True
 
     def _served_versions(self):
         """Versions GET /openapi/v3 lists, newest first; None if it tells nothing."""
@@ -234,9 +249,14 @@ class RestClient:
             version = self.api_version
             data = body(version) if callable(body) else body
             response = self._send(method, "/slurm/%s/%s" % (version, op), params, data, retry)
-            if attempt == 1 and response.status_code == 404 and not _is_json(response):
-                # A plain-text 404 means the path is not served: slurmrestd was
-                # upgraded under a cached version. Find the new one and retry.
+            payload = _json_object(response)
+            # A plain-text 404 means the path is not served: slurmrestd was
+            # upgraded under a cached version. A version that cannot serve this
+            # server at all is as good as gone. Find another one and retry,
+            # unless the answer queued a job all the same.
+            gone = response.status_code == 404 and not _is_json(response)
+            kept = payload is not None and accept is not None and accept(version, payload)
+            if attempt == 1 and (gone or (not kept and self._unusable_here(version, payload))):
                 log.debug("slurmrestd at %s no longer serves %s; probing again", self.url, version)
                 self._cache.forget(self.url)
                 self._version = None

@@ -25,6 +25,7 @@ NEWEST_FIRST = ("v0.0.45", "v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40"
 ERRNO_INVALID_JOB_ID = 2017
 ERRNO_ALREADY_DONE = 2021
 ERRNO_ZERO_BYTES = 5005
+ERRNO_DB_CONNECTION = 7000
 AUTH_ERRNOS = frozenset((1007, 9008) + tuple(range(6000, 6012)))
 
 NO_VAL = 0xFFFFFFFE  # Slurm's "not set" for 32-bit numbers
@@ -51,6 +52,10 @@ class Shape:
     # Error numbers that, with HTTP 5xx, mean the same: 22.05's slurmctld
     # hangs up on a request whose token it refuses (5005, zero bytes).
     token_refused_errnos: Tuple[int, ...] = ()
+    # Error numbers that mean this version cannot serve this server at all,
+    # so an older one must: 23.02's v0.0.39 opens a slurmdbd connection for
+    # every request and fails each with 7000 where there is none.
+    unusable_errnos: Tuple[int, ...] = ()
 
 
 _NUMBER_INFINITE = {"set": False, "infinite": True, "number": 0}
@@ -65,8 +70,12 @@ SHAPES = {
                      ("slurm_load_ctl_conf", "slurm_load_job", "slurm_load_jobs"),
                      (ERRNO_ZERO_BYTES,)),
     # First data_parser version: job_desc_msg_t field names, list environment.
+    # src/plugins/openapi/v0.0.39/api.c (23.02) init_connection(): no slurmdbd
+    # connection, error 7000 and HTTP 500 for every request; 23.02 also serves
+    # v0.0.38, which needs none.
     "v0.0.39": Shape("v0.0.39", "list", _NUMBER_INFINITE, "string", "number",
-                     ("error_number",), "Slurm", False),
+                     ("error_number",), "Slurm", False,
+                     unusable_errnos=(ERRNO_DB_CONNECTION,)),
     "v0.0.40": Shape("v0.0.40", "list", _NUMBER_INFINITE, "list", "verbose",
                      ("error_number",), "slurm", False),
     # On 24.11+ an unknown job's DELETE here answers 200 with no error at all.
@@ -529,6 +538,13 @@ def token_refused(version, status, payload, release=None):
     return status >= 500 and any(
         isinstance(e, dict) and e.get("source") in sources and e.get("error_number") == -1
         for e in entries)
+
+
+def version_unusable(version, payload):
+    """Whether an answer says `version` cannot serve this server (see unusable_errnos)."""
+    unusable = SHAPES[version].unusable_errnos
+    return bool(unusable) and isinstance(payload, dict) and any(
+        errno in unusable for errno, _ in errors_of(version, payload))
 
 
 def delete_failures(version, payload):

@@ -793,3 +793,48 @@ def test_verify_token_takes_no_such_job_as_accepted(make_client):
     with responses.RequestsMock() as rsps:
         replay(rsps, record)
         make_client(version="v0.0.44").verify_token()
+
+
+def test_v39_without_slurmdbd_falls_back_to_v38_when_pinging(make_client, tmp_path):
+    """23.02's v0.0.39 fails every request with 7000 and HTTP 500 without a slurmdbd
+    connection (init_connection() in src/plugins/openapi/v0.0.39/api.c at
+    slurm-23-02-7-1); 23.02 also serves v0.0.38, which needs none."""
+    with responses.RequestsMock() as rsps:
+        no_openapi(rsps)
+        for newer in ALL[:ALL.index("v0.0.39")]:
+            rsps.add("GET", "%s/slurm/%s/ping" % (URL, newer), status=404, body="nope")
+        replay(rsps, fixture("v0.0.39", "ping_no_slurmdbd"))
+        replay(rsps, fixture("v0.0.38", "ping"))
+        assert make_client().api_version == "v0.0.38"
+    assert VersionCache(str(tmp_path)).get(URL)["version"] == "v0.0.38"
+
+
+def test_v39_without_slurmdbd_falls_back_to_v38_after_openapi(make_client):
+    """/openapi/v3 lists v0.0.39 as the newest; its first answer says 7000."""
+    paths = {"/slurm/%s/ping" % v: {} for v in ("v0.0.37", "v0.0.38", "v0.0.39")}
+    running = fixture("v0.0.38", "job_running")
+    running["body"]["meta"]["Slurm"]["release"] = "23.02.7"  # 23.02 serving v0.0.38
+    job_id = running["body"]["jobs"][0]["job_id"]
+    failed = fixture("v0.0.39", "job_no_slurmdbd")
+    failed["path"] = "/slurm/v0.0.39/job/%d" % job_id
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/openapi/v3", json={"info": {"version": "Slurm-23.02.7"},
+                                                    "paths": paths})
+        replay(rsps, failed)
+        replay(rsps, running)
+        client = make_client()
+        assert client.job(job_id).state is JobState.RUNNING
+        assert client.api_version == "v0.0.38" and client.requests_made == 4
+        assert client.release == "23.02.7"
+
+
+def test_a_submit_that_queued_a_job_is_not_retried_on_another_version(make_client):
+    """23.02's _op_handler_submit_job() (src/plugins/openapi/v0.0.39/jobs.c) submits even
+    after init_connection() failed with 7000: a job id in that answer is a job."""
+    record = fixture("v0.0.39", "submit_queued_error")
+    record["body"]["errors"] = fixture("v0.0.39", "ping_no_slurmdbd")["body"]["errors"]
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        client = make_client(version="v0.0.39")
+        assert client.submit({"script": "x", "environment": {"A": "b"}}) == 45
+        assert client.requests_made == 1
