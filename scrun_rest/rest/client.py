@@ -19,6 +19,7 @@ from ..auth import scrub
 from . import versions
 from .cache import VersionCache
 from .errors import AuthRejected, JobNotFound, RestError
+from .model import JobState
 from .transport import CONNECT_ONLY, IDEMPOTENT, transport_for
 
 log = logging.getLogger("scrun_rest.rest")
@@ -159,12 +160,31 @@ class RestClient:
             self.ping()
         return self.release
 
-    def _delete(self, job_id, params):
+    def _delete(self, job_id, params, again=True):
         version, payload = self._call("DELETE", "job/%d" % job_id, job_id=job_id, params=params)
         for errno, text in versions.delete_failures(version, payload):
             if errno == versions.ERRNO_INVALID_JOB_ID:
                 raise self._not_found(job_id, text)
             raise self._slurm_error(errno, text, "DELETE", "job/%d" % job_id, None)
+        if versions.delete_answer_is_bare(version, payload, self.release):
+            self._confirm_delete(job_id, params, version, again)
+
+    def _confirm_delete(self, job_id, params, version, again):
+        """A bare DELETE answer (v0.0.40/41 on 24.11+) proves nothing: ask again.
+
+        A cached old version after an upgrade is the usual cause, so the same
+        DELETE goes again through the newest version (a signal may thus arrive
+        twice). Where none answers better, the job's state must show it.
+        """
+        log.info("slurmrestd at %s answered DELETE job/%d through %s without a status; "
+                 "checking", self.url, job_id, version)
+        if again and self.discover() != version:
+            return self._delete(job_id, params, again=False)
+        info = self.job(job_id)  # JobNotFound for an unknown job
+        if params is None and not (info.state.is_terminal or info.state is JobState.COMPLETING):
+            raise RestError("slurmrestd at %s answered the cancel of job %d without a status "
+                            "and the job is still %s: the cancel was refused"
+                            % (self.url, job_id, info.state.value), url=self.url)
 
     def _discover(self, use_cache):
         if use_cache:

@@ -56,6 +56,11 @@ class Shape:
     # so an older one must: 23.02's v0.0.39 opens a slurmdbd connection for
     # every request and fails each with 7000 where there is none.
     unusable_errnos: Tuple[int, ...] = ()
+    # From this release on, DELETE answers of this version are bare: 24.11's
+    # openapi/slurmctld signals through slurm_kill_jobs(), which succeeds and
+    # puts a job's own failure (unknown job, refused cancel) only in a status
+    # list that v0.0.40/41 answers lack. Such an answer proves nothing.
+    bare_delete_from: Tuple[int, ...] = ()
 
 
 _NUMBER_INFINITE = {"set": False, "infinite": True, "number": 0}
@@ -77,10 +82,10 @@ SHAPES = {
                      ("error_number",), "Slurm", False,
                      unusable_errnos=(ERRNO_DB_CONNECTION,)),
     "v0.0.40": Shape("v0.0.40", "list", _NUMBER_INFINITE, "list", "verbose",
-                     ("error_number",), "slurm", False),
+                     ("error_number",), "slurm", False, bare_delete_from=(24, 11)),
     # On 24.11+ an unknown job's DELETE here answers 200 with no error at all.
     "v0.0.41": Shape("v0.0.41", "list", _NUMBER_INFINITE, "list", "verbose",
-                     ("error_number",), "slurm", False),
+                     ("error_number",), "slurm", False, bare_delete_from=(24, 11)),
     "v0.0.42": Shape("v0.0.42", "list", _NUMBER_INFINITE, "list", "verbose",
                      ("error_number",), "slurm", True),
     "v0.0.43": Shape("v0.0.43", "list", _NUMBER_INFINITE, "list", "verbose",
@@ -547,9 +552,21 @@ def version_unusable(version, payload):
         errno in unusable for errno, _ in errors_of(version, payload))
 
 
+def delete_answer_is_bare(version, payload, release=None):
+    """Whether a DELETE answer cannot tell success from failure (see bare_delete_from).
+
+    The release is the one the answer names, else `release`; unknown counts as new.
+    """
+    since = SHAPES[version].bare_delete_from
+    release = release_of(version, payload) or release
+    return (bool(since) and _release_tuple(release) >= since
+            and not (isinstance(payload, dict) and isinstance(payload.get("status"), list)))
+
+
 def delete_failures(version, payload):
-    """[(errno, text)] per-job failures a DELETE answer lists (v0.0.42+)."""
-    if not SHAPES[version].delete_status or not isinstance(payload, dict):
+    """[(errno, text)] per-job failures a DELETE answer lists (v0.0.42+, or any status[])."""
+    if not isinstance(payload, dict) or not (
+            SHAPES[version].delete_status or isinstance(payload.get("status"), list)):
         return []
     failures = []
     status = payload.get("status")

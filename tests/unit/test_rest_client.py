@@ -328,12 +328,8 @@ def test_unknown_job(make_client, version, name):
 def test_delete_unknown_job(make_client, version):
     with responses.RequestsMock() as rsps:
         replay(rsps, fixture(version, "delete_unknown"))
-        client = make_client(version=version)
-        if version == "v0.0.41":  # 24.11+ says nothing at all here
-            client.cancel(2147480000)
-        else:
-            with pytest.raises(JobNotFound):
-                client.cancel(2147480000)
+        with pytest.raises(JobNotFound):
+            make_client(version=version).cancel(2147480000)
 
 
 @pytest.mark.parametrize("version", fixture_versions("signal_ok"))
@@ -837,4 +833,67 @@ def test_a_submit_that_queued_a_job_is_not_retried_on_another_version(make_clien
         replay(rsps, record)
         client = make_client(version="v0.0.39")
         assert client.submit({"script": "x", "environment": {"A": "b"}}) == 45
+        assert client.requests_made == 1
+
+
+def bare_delete(version):
+    """24.11's answer to DELETE job/4242 through v0.0.40/41: 200, no errors, no status."""
+    record = fixture("v0.0.41", "delete_unknown_bare")
+    return json.loads(json.dumps(record).replace("v0.0.41", version))
+
+
+def job_4242(version, name):
+    record = fixture(version, name)
+    record["path"] = "/slurm/%s/job/4242" % version
+    for job in record["body"].get("jobs") or ():
+        job["job_id"] = 4242
+    return record
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41"])
+def test_a_bare_delete_after_an_upgrade_is_asked_again_through_the_newest(make_client, version):
+    """24.11's openapi/slurmctld signals through slurm_kill_jobs(), which succeeds and
+    reports a job's own failure only in the answer's status list (_signal_job() and
+    _handle_job_delete() in openapi/slurmctld jobs.c, slurm-24-11-0-1 to 25-11);
+    v0.0.40/41 answers have none, so an unknown job there looks cancelled."""
+    with responses.RequestsMock() as rsps:
+        replay(rsps, bare_delete(version))
+        openapi(rsps, ["v0.0.40", "v0.0.41", "v0.0.42"], release="24.11.7")
+        replay(rsps, job_4242("v0.0.42", "delete_unknown"))
+        client = make_client(version=version)
+        with pytest.raises(JobNotFound):
+            client.cancel(4242)
+        assert client.api_version == "v0.0.42"
+
+
+@pytest.mark.parametrize("name,params,outcome", [
+    ("job_unknown", None, JobNotFound),
+    ("job_running", None, "refused"),
+    ("job_cancelled", None, None),
+    ("job_running", 15, None),
+])
+def test_a_bare_delete_where_no_better_version_is_served(make_client, name, params, outcome):
+    with responses.RequestsMock() as rsps:
+        replay(rsps, bare_delete("v0.0.41"))
+        openapi(rsps, ["v0.0.40", "v0.0.41"], release="24.11.7")
+        replay(rsps, job_4242("v0.0.41", name))
+        client = make_client(version="v0.0.41")
+        call = (lambda: client.cancel(4242)) if params is None else (
+            lambda: client.signal(4242, params))
+        if outcome is None:
+            call()
+        elif outcome is JobNotFound:
+            with pytest.raises(JobNotFound):
+                call()
+        else:
+            with pytest.raises(RestError, match="the cancel was refused"):
+                call()
+
+
+def test_a_delete_before_24_11_is_taken_at_its_word(make_client):
+    """24.05 reports slurm_kill_job()'s errno itself: no second request."""
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture("v0.0.41", "delete_ok"))
+        client = make_client(version="v0.0.41")
+        client.cancel(int(fixture("v0.0.41", "delete_ok")["path"].rsplit("/", 1)[1]))
         assert client.requests_made == 1

@@ -316,10 +316,13 @@ def test_release_and_ping(version):
     assert controllers and all(c.up for c in controllers)
 
 
-def test_delete_status_only_from_v42():
+def test_delete_status_lists():
     payload = fixture("v0.0.42", "delete_unknown")["body"]
     assert versions.delete_failures("v0.0.42", payload) == [(2017, "Invalid job id specified")]
-    assert versions.delete_failures("v0.0.41", payload) == []
+    assert versions.delete_failures("v0.0.41", {"errors": []}) == []
+    # A status list is read whatever the version: it is the only place per-job
+    # failures appear once slurm_kill_jobs() sends the signal (24.11+).
+    assert versions.delete_failures("v0.0.41", payload) == [(2017, "Invalid job id specified")]
     done = {"status": [{"error": {"code": 2021, "message": "already done"}}]}
     assert versions.delete_failures("v0.0.44", done) == []
 
@@ -409,3 +412,13 @@ def test_gres_prefix_follows_the_release_not_the_api_version():
     assert versions.release_needed("v0.0.39", dict(BASE, gpus="1"))
     assert not versions.release_needed("v0.0.39", dict(BASE, tasks=2))
     assert not versions.release_needed("v0.0.40", dict(BASE, gpus="1"))
+
+
+def test_bare_delete_answers_are_those_of_v40_v41_from_24_11():
+    bare = fixture("v0.0.41", "delete_unknown_bare")["body"]
+    assert versions.delete_answer_is_bare("v0.0.41", bare)
+    assert versions.delete_answer_is_bare("v0.0.40", {"errors": []}, "25.05.8")
+    assert not versions.delete_answer_is_bare("v0.0.41", fixture("v0.0.41", "delete_ok")["body"])
+    assert not versions.delete_answer_is_bare("v0.0.41", dict(bare, status=[]))
+    assert not versions.delete_answer_is_bare("v0.0.42", bare)
+    assert not versions.delete_answer_is_bare("v0.0.39", bare)
