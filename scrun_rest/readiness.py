@@ -41,14 +41,34 @@ def run_check(config, out=sys.stdout, environ=None, clock=time.time):
         client = None
         try:
             client = RestClient(config, tokens)
-            version = client.api_version
+            version = client.discover()  # afresh: the cache may predate an upgrade
             controllers = client.ping()
             show("slurmrestd release", client.release or "(not reported)")
             show("API version", version)
+            if client.newer_versions:
+                show("newer API", "%s served too, unknown to this scrun-rest; %s is the "
+                     "newest both know" % (", ".join(client.newer_versions), version))
             for ctl in controllers:
-                show("slurmctld", "%s %s%s" % (ctl.hostname or "?", "UP" if ctl.up else "DOWN",
-                                              " (%s)" % ctl.mode if ctl.mode else ""))
-            if controllers and not any(c.up for c in controllers):
+                show("slurmctld", "%s %s%s%s" % (
+                    ctl.hostname or "?", "UP" if ctl.up else "DOWN",
+                    " (%s)" % ctl.mode if ctl.mode else "",
+                    ": %s" % ctl.status if ctl.status and not ctl.up else ""))
+            all_down = bool(controllers) and not any(c.up for c in controllers)
+            # From 23.02 ping answers 200 with every controller DOWN for a
+            # refused token: only a request that asks slurmctld tells.
+            try:
+                client.verify_token()
+                show("token accepted", "yes, by slurmctld")
+            except AuthRejected as exc:
+                if all_down and exc.slurm_errno == -1:
+                    # 23.02-24.05 say -1 both for a refused token and a dead slurmctld.
+                    problems.append("slurmrestd at %s cannot reach any slurmctld, or slurmctld "
+                                    "refused the token (HTTP %s, error -1)"
+                                    % (client.url, exc.http_status))
+                else:
+                    problems.append(str(exc))
+                all_down = False
+            if all_down:
                 problems.append("slurmrestd at %s cannot reach any slurmctld" % client.url)
         except (RestUnreachable, AuthRejected, RestError, UserError) as exc:
             problems.append(str(exc))

@@ -1,8 +1,15 @@
 """Remembers each slurmrestd URL's API version between commands.
 
-podman runs the runtime once per verb, so probing seven versions every
-time would cost seven requests per `create`. The cache is only a speed-up:
-any problem with it is logged and ignored.
+podman runs the runtime once per verb, so discovering the version every
+time would cost a request (or a round of pings) per `create`. The cache is
+only a speed-up: any problem with it is logged and ignored.
+
+An entry is trusted for CACHE_LIFETIME seconds (one hour) after it was
+written, then discovered again. An upgrade that removes the cached version
+is noticed at once (its paths answer a plain-text 404 and the client probes
+again); the lifetime bounds how long an upgrade that keeps the old version
+served (24.11 still serves v0.0.40) goes unnoticed, at the cost of one
+discovery per URL and user per hour.
 """
 import hashlib
 import json
@@ -15,6 +22,8 @@ import time
 from ..config import real_uid
 
 log = logging.getLogger("scrun_rest.rest")
+
+CACHE_LIFETIME = 3600  # seconds an entry is trusted after it was written
 
 
 def runtime_dir(environ=None, create=True):
@@ -67,8 +76,10 @@ def _private_dir(path):
 class VersionCache:
     """One small JSON file per URL: {"url", "version", "release", "saved"}."""
 
-    def __init__(self, directory=None):
+    def __init__(self, directory=None, lifetime=CACHE_LIFETIME, clock=time.time):
         self._dir = directory if directory is not None else runtime_dir()
+        self._lifetime = lifetime
+        self._clock = clock
 
     def _path(self, url):
         if not self._dir:
@@ -91,13 +102,20 @@ class VersionCache:
         if (not isinstance(data, dict) or data.get("url") != url
                 or not isinstance(data.get("version"), str)):
             return None
+        saved = data.get("saved")
+        age = self._clock() - saved if isinstance(saved, (int, float)) else None
+        # A clock that went back a minute or more is as untrustworthy as an old entry.
+        if age is None or not -60 <= age <= self._lifetime:
+            log.debug("the version cache for %s is stale; discovering again", url)
+            return None
         return data
 
     def put(self, url, version, release=None):
         path = self._path(url)
         if not path:
             return
-        data = {"url": url, "version": version, "release": release, "saved": int(time.time())}
+        data = {"url": url, "version": version, "release": release,
+                "saved": int(self._clock())}
         try:
             fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".api-", suffix=".tmp")
             try:

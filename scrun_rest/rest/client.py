@@ -1,9 +1,15 @@
 """The slurmrestd client callers use: one object per RestUrl.
 
-It picks the newest API version the server serves, authenticates every
-request with the caller's token, and turns every answer into normalised
-results or one of the exceptions in rest.errors. Version differences are
-looked up in rest.versions, never decided here.
+It picks the newest API version both it and the server know, authenticates
+every request with the caller's token, and turns every answer into
+normalised results or one of the exceptions in rest.errors. Version
+differences are looked up in rest.versions, never decided here.
+
+Discovery costs one request where the server allows it: GET /openapi/v3
+lists the served versions (it checks the auth headers but asks nothing of
+slurmctld). Where that fails it pings /slurm/vX/ping newest first. The
+answer is cached per URL (rest.cache); a cached version that vanishes, or
+an answer from a new Slurm release, makes the client discover again.
 """
 import logging
 import signal as signal_module
@@ -13,6 +19,7 @@ from ..auth import scrub
 from . import versions
 from .cache import VersionCache
 from .errors import AuthRejected, JobNotFound, RestError
+from .model import JobState
 from .transport import CONNECT_ONLY, IDEMPOTENT, transport_for
 
 log = logging.getLogger("scrun_rest.rest")
@@ -32,6 +39,8 @@ class RestClient:
         self._discovering = threading.Lock()  # the anchor calls from worker threads
         self.url = transport.url
         self.release = None
+        self.newer_versions = ()  # served, but newer than rest.versions knows
+        self._unusable = set()  # served, but refusing every request here
         self.last_submit_message = None
 
     # -- state -------------------------------------------------------------
@@ -50,6 +59,12 @@ class RestClient:
                     self._discover(use_cache=True)
         return self._version
 
+    def discover(self):
+        """Find the API version afresh, ignoring the cache; the version."""
+        with self._discovering:
+            self._discover(use_cache=False)
+        return self._version
+
     def close(self):
         self._transport.close()
 
@@ -64,8 +79,19 @@ class RestClient:
     def ping(self):
         """The controllers slurmrestd reaches, as [Controller]."""
         version, payload = self._call("GET", "ping")
-        self.release = versions.release_of(version, payload) or self.release
         return versions.controllers(version, payload)
+
+    def verify_token(self):
+        """Raise AuthRejected unless slurmctld accepts the token.
+
+        ping cannot tell: from 23.02 it answers 200 with the controller DOWN
+        (not responding) for a refused token. GET job of an unlikely id asks
+        slurmctld and fails loudly: "no such job" means the token passed.
+        """
+        try:
+            self.job(versions.TOKEN_PROBE_JOB_ID)
+        except JobNotFound:
+            pass
 
     def info(self):
         """The Slurm release string ("22.05.8") if the server tells it, else None."""
@@ -79,27 +105,33 @@ class RestClient:
         Fields the server's API version cannot express raise UnsupportedField
         before anything is sent.
         """
-        # A 200 that carries a job id queued a job even when errors[] is not
-        # empty (22.05 reports a held job as error 2042): raising would orphan it.
+        # An answer that carries a job id queued a job, whatever its HTTP status
+        # and errors[]: 22.05 reports a held job as error 2042 with 200, and
+        # 23.02 and 23.11.0 a job queued despite QOS_THRES, NODE_NOT_AVAIL,
+        # RESERVATION_NOT_USABLE, REQUESTED_PART_CONFIG_UNAVAILABLE or
+        # LICENSES_UNAVAILABLE with 500. Raising would orphan a job that runs.
         version, payload = self._call(
             "POST", "job/submit", retry=CONNECT_ONLY,
-            body=lambda v: versions.submit_body(v, request),
+            body=lambda v: versions.submit_body(v, request, self._release_for(v, request)),
             accept=lambda v, p: versions.submitted_job_id(v, p) is not None)
         job_id = versions.submitted_job_id(version, payload)
         if job_id is None:
             raise RestError("slurmrestd at %s accepted the job but sent no job id" % self.url,
                             url=self.url)
-        notes = [payload.get("job_submit_user_msg")]
-        notes += [text for _, text in versions.errors_of(version, payload)]
+        errors = [text for _, text in versions.errors_of(version, payload) if text]
+        notes = [payload.get("job_submit_user_msg")] + errors
         notes = [n for n in notes if isinstance(n, str) and n]
         self.last_submit_message = "; ".join(notes) or None
-        if notes:
+        if errors:
+            log.warning("job %d is queued, though slurmrestd reported: %s; it waits as any "
+                        "pending job", job_id, self.last_submit_message)
+        elif notes:
             log.info("job %d submitted: %s", job_id, self.last_submit_message)
         return job_id
 
     def check_request(self, request):
         """Raise UnsupportedField/InvalidField now if submit(request) could not be sent."""
-        versions.submit_body(self.api_version, request)
+        versions.submit_body(self.api_version, request, self.release)
 
     def job(self, job_id):
         """JobInfo for one job; JobNotFound once Slurm has forgotten it."""
@@ -122,33 +154,113 @@ class RestClient:
 
     # -- internals -------------------------------------------------------------
 
-    def _delete(self, job_id, params):
+    def _release_for(self, version, request):
+        """The Slurm release, asked for (one ping) only when the body depends on it."""
+        if self.release is None and versions.release_needed(version, request):
+            self.ping()
+        return self.release
+
+    def _delete(self, job_id, params, again=True):
         version, payload = self._call("DELETE", "job/%d" % job_id, job_id=job_id, params=params)
         for errno, text in versions.delete_failures(version, payload):
             if errno == versions.ERRNO_INVALID_JOB_ID:
                 raise self._not_found(job_id, text)
             raise self._slurm_error(errno, text, "DELETE", "job/%d" % job_id, None)
+        if versions.delete_answer_is_bare(version, payload, self.release):
+            self._confirm_delete(job_id, params, version, again)
+
+    def _confirm_delete(self, job_id, params, version, again):
+        """A bare DELETE answer (v0.0.40/41 on 24.11+) proves nothing: ask again.
+
+        A cached old version after an upgrade is the usual cause, so the same
+        DELETE goes again through the newest version (a signal may thus arrive
+        twice). Where none answers better, the job's state must show it.
+        """
+        log.info("slurmrestd at %s answered DELETE job/%d through %s without a status; "
+                 "checking", self.url, job_id, version)
+        if again and self.discover() != version:
+            return self._delete(job_id, params, again=False)
+        info = self.job(job_id)  # JobNotFound for an unknown job
+        if params is None and not (info.state.is_terminal or info.state is JobState.COMPLETING):
+            raise RestError("slurmrestd at %s answered the cancel of job %d without a status "
+                            "and the job is still %s: the cancel was refused"
+                            % (self.url, job_id, info.state.value), url=self.url)
 
     def _discover(self, use_cache):
         if use_cache:
             cached = self._cache.get(self.url)
-            if cached and cached["version"] in versions.SHAPES:
+            if (cached and cached["version"] in versions.SHAPES
+                    and cached["version"] not in self._unusable):
                 self._version, self.release = cached["version"], cached.get("release")
                 return
-        for version in versions.NEWEST_FIRST:
-            response = self._send("GET", "/slurm/%s/ping" % version, None, None, IDEMPOTENT)
-            if response.status_code == 404:
-                continue  # this version is not served here
-            payload = self._check(version, response, "GET", "ping", None)
-            self._version = version
-            self.release = versions.release_of(version, payload)
-            self._cache.put(self.url, version, self.release)
-            log.debug("slurmrestd at %s: API %s, Slurm %s", self.url, version,
-                      self.release or "release unknown")
-            return
+        self.newer_versions = ()
+        served = self._served_versions()
+        if served is not None:
+            known = [v for v in served if v in versions.SHAPES and v not in self._unusable]
+            self.newer_versions = versions.newer_than_known(served)
+            if self.newer_versions:
+                log.info("slurmrestd at %s serves %s, newer than scrun-rest knows; using %s",
+                         self.url, ", ".join(self.newer_versions),
+                         known[0] if known else "none")
+            if known:
+                return self._settle(known[0], self.release, "its OpenAPI document")
+        else:
+            for version in versions.NEWEST_FIRST:
+                if version in self._unusable:
+                    continue
+                response = self._send("GET", "/slurm/%s/ping" % version, None, None, IDEMPOTENT)
+                if response.status_code == 404:
+                    continue  # this version is not served here
+                if self._unusable_here(version, _json_object(response)):
+                    continue
+                payload = self._check(version, response, "GET", "ping", None)
+                return self._settle(version, versions.release_of(version, payload), "ping")
         raise RestError("slurmrestd at %s serves none of the API versions scrun-rest "
                         "speaks (%s to %s)" % (self.url, versions.NEWEST_FIRST[-1],
                                                 versions.NEWEST_FIRST[0]), url=self.url)
+
+    def _unusable_here(self, version, payload):
+        """True (and remembered) if the answer says `version` cannot serve this server."""
+        if not versions.version_unusable(version, payload):
+            return False
+        log.info("slurmrestd at %s cannot answer through API %s without slurmdbd; "
+                 "using an older version", self.url, version)
+        self._unusable.add(version)
+        return True
+
+    def _served_versions(self):
+        """Versions GET /openapi/v3 lists, newest first; None if it tells nothing."""
+        response = self._send("GET", "/openapi/v3", None, None, IDEMPOTENT)
+        if versions.token_refused(versions.NEWEST, response.status_code, None):
+            self._check(versions.NEWEST, response, "GET", "openapi/v3", None)
+        document = _json_object(response) if response.status_code == 200 else None
+        served = versions.served_versions(document) if document else []
+        if not served:
+            log.debug("slurmrestd at %s: no versions from /openapi/v3 (HTTP %d); pinging",
+                      self.url, response.status_code)
+            return None
+        self.release = versions.openapi_release(document) or self.release
+        return served
+
+    def _settle(self, version, release, how):
+        self._version, self.release = version, release
+        self._cache.put(self.url, version, release)
+        log.debug("slurmrestd at %s: API %s (from %s), Slurm %s", self.url, version, how,
+                  release or "release unknown")
+
+    def _note_release(self, version, payload):
+        """Follow the release an answer names; a new one means an upgrade: discover again."""
+        release = versions.release_of(version, payload)
+        if not release or release == self.release:
+            return
+        if self.release and _series(release) != _series(self.release):
+            log.info("slurmrestd at %s now runs Slurm %s (was %s); discovering its API "
+                     "version again", self.url, release, self.release)
+            self._cache.forget(self.url)
+            self._version = None
+        elif self._version:
+            self._cache.put(self.url, self._version, release)
+        self.release = release
 
     def _call(self, method, op, job_id=None, params=None, body=None, retry=IDEMPOTENT,
               accept=None):
@@ -157,16 +269,23 @@ class RestClient:
             version = self.api_version
             data = body(version) if callable(body) else body
             response = self._send(method, "/slurm/%s/%s" % (version, op), params, data, retry)
-            if attempt == 1 and response.status_code == 404 and not _is_json(response):
-                # A plain-text 404 means the path is not served: slurmrestd was
-                # upgraded under a cached version. Find the new one and retry.
+            payload = _json_object(response)
+            # A plain-text 404 means the path is not served: slurmrestd was
+            # upgraded under a cached version. A version that cannot serve this
+            # server at all is as good as gone. Find another one and retry,
+            # unless the answer queued a job all the same.
+            gone = response.status_code == 404 and not _is_json(response)
+            kept = payload is not None and accept is not None and accept(version, payload)
+            if attempt == 1 and (gone or (not kept and self._unusable_here(version, payload))):
                 log.debug("slurmrestd at %s no longer serves %s; probing again", self.url, version)
                 self._cache.forget(self.url)
                 self._version = None
                 self._discover(use_cache=False)
                 if self._version != version:
                     continue
-            return version, self._check(version, response, method, op, job_id, accept)
+            payload = self._check(version, response, method, op, job_id, accept)
+            self._note_release(version, payload)
+            return version, payload
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method, path, params, body, retry):
@@ -182,11 +301,11 @@ class RestClient:
     def _check(self, version, response, method, op, job_id, accept=None):
         """The answer's JSON object, or the right exception.
 
-        accept(version, payload) may declare a 2xx answer good despite errors[].
+        accept(version, payload) may declare an answer good despite its status and errors[].
         """
         status = response.status_code
         payload = _json_object(response)
-        if payload is not None and status < 300 and accept and accept(version, payload):
+        if payload is not None and accept and accept(version, payload):
             return payload
         errors = versions.errors_of(version, payload) if payload is not None else []
         errno = next((e for e, _ in errors if e), None)
@@ -194,7 +313,7 @@ class RestClient:
         text = "; ".join(_unique(t for _, t in errors)[:3]) or None
         for warning in (payload or {}).get("warnings") or ():
             log.debug("slurmrestd warning: %s", warning)
-        if versions.token_refused(version, status, payload):
+        if versions.token_refused(version, status, payload, self.release):
             # 22.05's own words for it ("slurmctld config is unable to load") mislead.
             detail = (": " + text) if text and errno != -1 else ""
             raise AuthRejected("slurmrestd at %s rejected the token (HTTP %d)%s"
@@ -228,6 +347,11 @@ class RestClient:
         prefix = ("Slurm error %d: " % errno) if errno else ""
         return RestError("%s%s (slurmrestd at %s, %s %s)" % (prefix, text, self.url, method, op),
                          url=self.url, http_status=status, slurm_errno=errno, text=text)
+
+
+def _series(release):
+    """"24.11" of "24.11.5": releases of one series serve the same API versions."""
+    return ".".join(str(release).split(".")[:2])
 
 
 def _unique(items):

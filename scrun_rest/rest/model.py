@@ -58,7 +58,8 @@ class JobInfo:
 
 @dataclass
 class Controller:
-    """One slurmctld as ping reports it."""
+    """One slurmctld as ping reports it; status is the ping's error text (v0.0.45+)."""
     hostname: Optional[str]
     up: bool
     mode: Optional[str]
+    status: Optional[str] = None

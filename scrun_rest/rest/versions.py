@@ -6,6 +6,10 @@ range of versions (no rule for a version = the version cannot express it).
 Facts come from Slurm's source (v0.0.38: src/plugins/openapi/v0.0.38/jobs.c
 and slurm_opt.c of 22.05; v0.0.39+: the data_parser plugins of 23.02-26.05)
 and from recordings of a live 22.05 server.
+
+A server may serve versions newer than NEWEST_FIRST[0]: scrun-rest then uses
+the newest version it knows that the server also serves (and `check` says
+so), never a version it has no table for.
 """
 import re
 from dataclasses import dataclass
@@ -14,15 +18,22 @@ from typing import Tuple
 from .errors import InvalidField, UnsupportedField
 from .model import Controller, JobInfo, JobState
 
-NEWEST_FIRST = ("v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.39", "v0.0.38")
+NEWEST_FIRST = ("v0.0.45", "v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.39",
+                "v0.0.38")
 
 # Slurm error numbers the client reacts to.
 ERRNO_INVALID_JOB_ID = 2017
 ERRNO_ALREADY_DONE = 2021
 ERRNO_ZERO_BYTES = 5005
+ERRNO_DB_CONNECTION = 7000
 AUTH_ERRNOS = frozenset((1007, 9008) + tuple(range(6000, 6012)))
 
 NO_VAL = 0xFFFFFFFE  # Slurm's "not set" for 32-bit numbers
+
+# A job id no cluster is likely to have, below MAX_JOB_ID (0x03FFFFFF): the
+# job/{id} handlers refuse larger ids themselves, without asking slurmctld,
+# so only an id below it makes GET job a request that checks the token.
+TOKEN_PROBE_JOB_ID = 0x03FFFFFE
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,15 @@ class Shape:
     # Error numbers that, with HTTP 5xx, mean the same: 22.05's slurmctld
     # hangs up on a request whose token it refuses (5005, zero bytes).
     token_refused_errnos: Tuple[int, ...] = ()
+    # Error numbers that mean this version cannot serve this server at all,
+    # so an older one must: 23.02's v0.0.39 opens a slurmdbd connection for
+    # every request and fails each with 7000 where there is none.
+    unusable_errnos: Tuple[int, ...] = ()
+    # From this release on, DELETE answers of this version are bare: 24.11's
+    # openapi/slurmctld signals through slurm_kill_jobs(), which succeeds and
+    # puts a job's own failure (unknown job, refused cancel) only in a status
+    # list that v0.0.40/41 answers lack. Such an answer proves nothing.
+    bare_delete_from: Tuple[int, ...] = ()
 
 
 _NUMBER_INFINITE = {"set": False, "infinite": True, "number": 0}
@@ -55,18 +75,27 @@ SHAPES = {
                      ("slurm_load_ctl_conf", "slurm_load_job", "slurm_load_jobs"),
                      (ERRNO_ZERO_BYTES,)),
     # First data_parser version: job_desc_msg_t field names, list environment.
+    # src/plugins/openapi/v0.0.39/api.c (23.02) init_connection(): no slurmdbd
+    # connection, error 7000 and HTTP 500 for every request; 23.02 also serves
+    # v0.0.38, which needs none.
     "v0.0.39": Shape("v0.0.39", "list", _NUMBER_INFINITE, "string", "number",
-                     ("error_number",), "Slurm", False),
+                     ("error_number",), "Slurm", False,
+                     unusable_errnos=(ERRNO_DB_CONNECTION,)),
     "v0.0.40": Shape("v0.0.40", "list", _NUMBER_INFINITE, "list", "verbose",
-                     ("error_number",), "slurm", False),
+                     ("error_number",), "slurm", False, bare_delete_from=(24, 11)),
     # On 24.11+ an unknown job's DELETE here answers 200 with no error at all.
     "v0.0.41": Shape("v0.0.41", "list", _NUMBER_INFINITE, "list", "verbose",
-                     ("error_number",), "slurm", False),
+                     ("error_number",), "slurm", False, bare_delete_from=(24, 11)),
     "v0.0.42": Shape("v0.0.42", "list", _NUMBER_INFINITE, "list", "verbose",
                      ("error_number",), "slurm", True),
     "v0.0.43": Shape("v0.0.43", "list", _NUMBER_INFINITE, "list", "verbose",
                      ("error_number",), "slurm", True),
     "v0.0.44": Shape("v0.0.44", "list", _NUMBER_INFINITE, "list", "verbose",
+                     ("error_number",), "slurm", True),
+    # 26.05: ping entries lose "pinged" and "mode" (deprecated since 24.11,
+    # removed in 26.05.0) and gain "status"; job answers deprecate "shared"
+    # for "oversubscribe"/"exclusive" (job descriptions still take "shared").
+    "v0.0.45": Shape("v0.0.45", "list", _NUMBER_INFINITE, "list", "verbose",
                      ("error_number",), "slurm", True),
 }
 
@@ -255,16 +284,18 @@ def _minutes_as_seconds(name):
 # ---------------------------------------------------------------------------
 # Which encoder each normalised field uses, by version range (inclusive).
 
-ALL = ("v0.0.38", "v0.0.44")
+NEWEST = NEWEST_FIRST[0]
+ALL = ("v0.0.38", NEWEST)
 V38 = ("v0.0.38", "v0.0.38")
 V39 = ("v0.0.39", "v0.0.39")
 V40 = ("v0.0.40", "v0.0.40")
 V39_41 = ("v0.0.39", "v0.0.41")
 V40_41 = ("v0.0.40", "v0.0.41")
-V39_UP = ("v0.0.39", "v0.0.44")
-V40_UP = ("v0.0.40", "v0.0.44")
-V41_UP = ("v0.0.41", "v0.0.44")
-V42_UP = ("v0.0.42", "v0.0.44")
+V39_UP = ("v0.0.39", NEWEST)
+V40_UP = ("v0.0.40", NEWEST)
+V41_UP = ("v0.0.41", NEWEST)
+V42_UP = ("v0.0.42", NEWEST)
+V45_UP = ("v0.0.45", NEWEST)
 
 
 def _same(name, check=_text):
@@ -339,9 +370,12 @@ FIELD_RULES = {
     "delay_boot": ((V38, _key("delay_boot", _int)), (V39_UP, _minutes_as_seconds("delay_boot"))),
     # The data parsers of v0.0.39/40 refuse to parse a distribution at all.
     "distribution": ((V38, _key("distribution")), (V41_UP, _key("distribution"))),
-    # Only 22.05's options and the v0.0.40 parser take cores_per_socket.
+    # 22.05's options and the v0.0.40 parser take cores_per_socket; v0.0.41-44
+    # have no such key; v0.0.45 has it again (JOB_DESC_MSG in 26.05's
+    # src/plugins/data_parser/v0.0.45/parsers.c).
     "cores_per_socket": ((V38, _key("cores_per_socket", _int)),
-                         (V40, _key("cores_per_socket", _int))),
+                         (V40, _key("cores_per_socket", _int)),
+                         (V45_UP, _key("cores_per_socket", _int))),
     "network": ((V39_UP, _key("network")),),          # disabled in v0.0.38
     "overcommit": ((V39_UP, _key("overcommit", _bool)),),
     "clusters": ((V39_UP, _key("clusters")),),
@@ -355,6 +389,11 @@ FIELD_RULES = {
     "use_min_nodes": ((V38, _sbatch_switch("minimum_nodes")),
                       (V39_UP, _job_flag("PREFER_MINIMUM_NODE_COUNT"))),
 }
+
+# Normalised fields that write GRES into the TRES keys above.
+_GRES_FIELDS = ("gres", "gpus", "gpus_per_node", "gpus_per_socket", "gpus_per_task",
+                "cpus_per_gpu", "memory_per_gpu", "gpu_bind", "tres_per_task",
+                "tres_per_node", "tres_bind")
 
 # Body keys several fields may add to: comma-joined strings, or lists.
 _JOINED = frozenset(("tres_per_job", "tres_per_node", "tres_per_socket", "tres_per_task",
@@ -381,8 +420,28 @@ def supports(version, field):
     return True
 
 
-def submit_body(version, request):
-    """The POST job/submit body for a normalised job request."""
+# slurmctld reads GRES in tres_per_*, cpus_per_tres, memory_per_tres and
+# tres_bind as "gres:gpu:2" up to 23.02 and as "gres/gpu:2" from 23.11
+# (23.02's gres_prepend_tres_type() prepends "gres:"; 23.11 moved the TRES
+# strings to "gres/"). The prefix follows the Slurm release, not the API
+# version: v0.0.39 is served by 23.02, 23.11 and 24.05 alike.
+GRES_SLASH_FROM = (23, 11)
+_GRES_KEYS = ("tres_per_job", "tres_per_node", "tres_per_socket", "tres_per_task",
+              "cpus_per_tres", "memory_per_tres", "tres_bind")
+_GRES_ITEM = re.compile(r"(^|[,;])gres/")
+
+
+def release_needed(version, request):
+    """Whether submit_body(version, request) depends on the Slurm release."""
+    return (_minor(version) == 39 and isinstance(request, dict)
+            and any(request.get(f) is not None for f in _GRES_FIELDS))
+
+
+def submit_body(version, request, release=None):
+    """The POST job/submit body for a normalised job request.
+
+    release ("23.02.7") picks the GRES prefix; unknown, the 23.11+ one.
+    """
     shp = SHAPES[version]
     request = dict(request)
     script = _text_block("script", request.pop("script", None))
@@ -401,7 +460,17 @@ def submit_body(version, request):
             continue
         for key, encoded in _rule(field, version)(field, value, shp):
             _merge(job, owners, field, key, encoded)
+    if _minor(version) >= 39 and _release_tuple(release) < GRES_SLASH_FROM:
+        for key in _GRES_KEYS:
+            if isinstance(job.get(key), str):
+                job[key] = _GRES_ITEM.sub(r"\1gres:", job[key])
     return {"script": script, "job": job}
+
+
+def _release_tuple(release):
+    """(23, 2) of "23.02.7"; unknown or unreadable releases sort as the newest."""
+    match = re.match(r"(\d+)\.(\d+)", release) if isinstance(release, str) else None
+    return (int(match.group(1)), int(match.group(2))) if match else (9999, 0)
 
 
 def _text_block(field, value):
@@ -440,12 +509,21 @@ def errors_of(version, payload):
     return found
 
 
-def token_refused(version, status, payload):
+# A token slurmctld refuses reaches REST clients by Slurm release, not by API
+# version. 23.02 to 24.05 (as 22.05) close the connection on it: submit and
+# DELETE report the client library's errno 5005 (zero bytes) and GET job the
+# -1 of slurm_load_job(), all with HTTP 500. From 24.11 slurmctld answers
+# 1007 and slurmrestd says 511, which every release's rule below catches.
+HANGUP_REFUSALS = ((23, 2), (24, 11))  # releases [first, last) that hang up
+HANGUP_REFUSAL_ERRNOS = (ERRNO_ZERO_BYTES, -1)
+
+
+def token_refused(version, status, payload, release=None):
     """Whether an answer means slurmrestd or slurmctld refused the token.
 
-    401: no or unusable auth headers; 511 (24.05.5+) and error 1007 (23.x to
-    24.05.4, HTTP 500): slurmctld refused it; 22.05: see token_refused_sources
-    and token_refused_errnos.
+    401: no or unusable auth headers; 511 and error 1007: slurmctld refused
+    it; 23.02-24.05 (the release the answer names, else `release`): see
+    HANGUP_REFUSALS; 22.05: see token_refused_sources and token_refused_errnos.
     """
     if status in (401, 511):
         return True
@@ -454,7 +532,11 @@ def token_refused(version, status, payload):
     errnos = [errno for errno, _ in errors_of(version, payload)]
     if any(errno in AUTH_ERRNOS for errno in errnos):
         return True
-    if status >= 500 and any(errno in SHAPES[version].token_refused_errnos for errno in errnos):
+    first, last = HANGUP_REFUSALS
+    series = _release_tuple(release_of(version, payload) or release)
+    hangup = SHAPES[version].token_refused_errnos + (
+        HANGUP_REFUSAL_ERRNOS if first <= series < last else ())
+    if status >= 500 and any(errno in hangup for errno in errnos):
         return True
     sources = SHAPES[version].token_refused_sources
     entries = payload.get("errors") if isinstance(payload.get("errors"), list) else []
@@ -463,9 +545,28 @@ def token_refused(version, status, payload):
         for e in entries)
 
 
+def version_unusable(version, payload):
+    """Whether an answer says `version` cannot serve this server (see unusable_errnos)."""
+    unusable = SHAPES[version].unusable_errnos
+    return bool(unusable) and isinstance(payload, dict) and any(
+        errno in unusable for errno, _ in errors_of(version, payload))
+
+
+def delete_answer_is_bare(version, payload, release=None):
+    """Whether a DELETE answer cannot tell success from failure (see bare_delete_from).
+
+    The release is the one the answer names, else `release`; unknown counts as new.
+    """
+    since = SHAPES[version].bare_delete_from
+    release = release_of(version, payload) or release
+    return (bool(since) and _release_tuple(release) >= since
+            and not (isinstance(payload, dict) and isinstance(payload.get("status"), list)))
+
+
 def delete_failures(version, payload):
-    """[(errno, text)] per-job failures a DELETE answer lists (v0.0.42+)."""
-    if not SHAPES[version].delete_status or not isinstance(payload, dict):
+    """[(errno, text)] per-job failures a DELETE answer lists (v0.0.42+, or any status[])."""
+    if not isinstance(payload, dict) or not (
+            SHAPES[version].delete_status or isinstance(payload.get("status"), list)):
         return []
     failures = []
     status = payload.get("status")
@@ -494,13 +595,76 @@ def release_of(version, payload):
     return None
 
 
+_API_VERSION = re.compile(r"v0\.0\.\d+")
+_SLURM_PATH = re.compile(r"/slurm/(v0\.0\.\d+)/")
+_OPENAPI_RELEASE = re.compile(r"Slurm-(\d+\.\d+\.\d+)")
+
+
+def served_versions(document):
+    """API versions an /openapi/v3 document says are served, newest first.
+
+    From 25.05 info["x-slurm"]["data_parsers"] names them; before that the
+    paths do (22.05's document has /slurm/v0.0.37/ping, /slurm/v0.0.38/ping,
+    ...). Unknown ones are included: see newer_than_known().
+    """
+    info = document.get("info") if isinstance(document, dict) else None
+    slurm = info.get("x-slurm") if isinstance(info, dict) else None
+    found = set()
+    for text in _strings(slurm.get("data_parsers") if isinstance(slurm, dict) else None):
+        found.update(_API_VERSION.findall(text))
+    paths = document.get("paths") if isinstance(document, dict) else None
+    if not found and isinstance(paths, dict):
+        for key in paths:
+            match = _SLURM_PATH.match(key) if isinstance(key, str) else None
+            if match:
+                found.add(match.group(1))
+    return sorted(found, key=_minor, reverse=True)
+
+
+def openapi_release(document):
+    """The Slurm release an /openapi/v3 document names, if any.
+
+    info["x-slurm"]["release"] where present; 23.x writes info.version as
+    "Slurm-23.11.4&openapi/slurmctld&..."; 22.05 names only its API ("0.0.38").
+    """
+    info = document.get("info") if isinstance(document, dict) else None
+    if not isinstance(info, dict):
+        return None
+    slurm = info.get("x-slurm")
+    if isinstance(slurm, dict) and isinstance(slurm.get("release"), str) and slurm["release"]:
+        return slurm["release"]
+    match = _OPENAPI_RELEASE.match(info.get("version") or "") if isinstance(
+        info.get("version"), str) else None
+    return match.group(1) if match else None
+
+
+def newer_than_known(served):
+    """The served versions newer than any this table knows (their shapes are unknown)."""
+    return tuple(v for v in served if _minor(v) > _minor(NEWEST))
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def submitted_job_id(version, payload):
     job_id = payload.get("job_id") if isinstance(payload, dict) else None
     return job_id if _is_int(job_id) and job_id > 0 else None
 
 
 def controllers(version, payload):
-    """ping answers: v0.0.38 "ping": "UP"; v0.0.39+ "pinged"; 24.11+ "responding"."""
+    """ping answers: v0.0.38 "ping": "UP"; v0.0.39+ "pinged"; 24.11+ "responding".
+
+    v0.0.45 (26.05) has no "pinged" or "mode": "primary" (a bool) stands in
+    for the mode, and "status" is the ping's own error text.
+    """
     pings = payload.get("pings") if isinstance(payload, dict) else None
     found = []
     for entry in pings if isinstance(pings, list) else ():
@@ -511,7 +675,12 @@ def controllers(version, payload):
         else:
             up = str(entry.get("pinged", entry.get("ping", ""))).upper() == "UP"
         mode = entry.get("mode")
-        found.append(Controller(entry.get("hostname"), up, mode if isinstance(mode, str) else None))
+        if not isinstance(mode, str):
+            primary = entry.get("primary")
+            mode = None if not isinstance(primary, bool) else "primary" if primary else "backup"
+        status = entry.get("status")
+        found.append(Controller(entry.get("hostname"), up, mode,
+                                status if isinstance(status, str) and status else None))
     return found
 
 

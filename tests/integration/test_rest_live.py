@@ -157,7 +157,13 @@ def test_bad_token(tmp_path):
     with client_for(forged, tmp_path) as client:
         with pytest.raises(AuthRejected) as info:
             client.ping()
+        with pytest.raises(AuthRejected):
+            client.verify_token()
     assert forged not in str(info.value) and good not in str(info.value)
+
+
+def test_verify_token_accepts_a_good_one(root_client):
+    root_client.verify_token()
 
 
 def test_normal_user(user_client):

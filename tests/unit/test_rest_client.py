@@ -13,8 +13,8 @@ from scrun_rest.rest import (AuthRejected, JobNotFound, JobState, RestClient, Re
                              RestUnreachable, UnsupportedField)
 from scrun_rest.rest import transport as transport_module
 from scrun_rest.rest import versions
-from scrun_rest.rest.cache import VersionCache
-from scrun_rest.rest.transport import Transport
+from scrun_rest.rest.cache import CACHE_LIFETIME, VersionCache
+from scrun_rest.rest.transport import Transport, normalise_url
 
 URL = "http://rest.test:6820"
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "rest"
@@ -61,7 +61,7 @@ def make_client(tmp_path, clock):
     def make(url=URL, version=None, values=None):
         cache = VersionCache(str(tmp_path))
         if version:
-            cache.put(url, version, "test")
+            cache.put(normalise_url(url), version)
         config = Config(dict({"RestUrl": url}, **(values or {})), environ={})
         transport = Transport(url, timeout=30.0, ca_file=config.get("RestCaFile"),
                               sleep=clock.sleep, clock=clock)
@@ -81,8 +81,25 @@ def replay(rsps, record, url=URL):
              content_type=record["content_type"] or "text/plain", **kwargs)
 
 
+def no_openapi(rsps, url=URL):
+    """/openapi/v3 tells nothing (a proxy that hides it), so discovery pings."""
+    rsps.add("GET", url + "/openapi/v3", body="Unable find requested URL", status=404,
+             content_type="text/plain")
+
+
+def openapi(rsps, served, release=None, url=URL, status=200):
+    """An /openapi/v3 document listing `served` the 25.05+ way (info.x-slurm)."""
+    info = {"version": "Slurm-%s&openapi/slurmctld" % (release or "25.11.7"),
+            "x-slurm": {"data_parsers": [{"plugin": "data_parser/" + v} for v in served]}}
+    if release:
+        info["x-slurm"]["release"] = release
+    rsps.add("GET", url + "/openapi/v3", json={"openapi": "3.0.3", "info": info, "paths": {}},
+             status=status)
+
+
 def serve_version(rsps, version, url=URL):
-    """Newer versions 404 as text, this one answers ping."""
+    """No OpenAPI document, newer versions 404 as text, this one answers ping."""
+    no_openapi(rsps, url)
     for newer in ALL[:ALL.index(version)]:
         rsps.add("GET", "%s/slurm/%s/ping" % (url, newer), body="Unable find requested URL",
                  status=404, content_type="text/plain")
@@ -97,12 +114,12 @@ def test_discovery_probes_newest_first(make_client, version, tmp_path):
         serve_version(rsps, version)
         client = make_client()
         assert client.api_version == version
-        assert client.requests_made == ALL.index(version) + 1
-        probed = [c.request.url.split("/")[4] for c in rsps.calls]
+        assert client.requests_made == ALL.index(version) + 2
+        probed = [c.request.url.split("/")[4] for c in rsps.calls[1:]]
         assert probed == list(ALL[:ALL.index(version) + 1])
         release = versions.release_of(version, fixture(version, "ping")["body"])
         assert client.release == release and client.info() == release
-        assert client.requests_made == ALL.index(version) + 1  # info() needed no request
+        assert client.requests_made == ALL.index(version) + 2  # info() needed no request
     cached = VersionCache(str(tmp_path)).get(URL)
     assert cached["version"] == version and cached["release"] == release
 
@@ -129,10 +146,110 @@ def test_cached_version_that_404s_is_probed_again_once(make_client, tmp_path):
 
 def test_no_known_version(make_client):
     with responses.RequestsMock() as rsps:
+        no_openapi(rsps)
         for version in ALL:
             rsps.add("GET", "%s/slurm/%s/ping" % (URL, version), status=404, body="nope")
         with pytest.raises(RestError, match="serves none of the API versions"):
             make_client().api_version
+
+
+def test_discovery_in_one_request_from_the_paths(make_client, tmp_path):
+    """22.05's /openapi/v3 (recorded live) names its versions only in paths."""
+    record = fixture("v0.0.38", "openapi")
+    assert "x-slurm" not in record["body"]["info"]
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        client = make_client()
+        assert client.api_version == "v0.0.38" and client.requests_made == 1
+        assert client.release is None and client.newer_versions == ()
+    assert VersionCache(str(tmp_path)).get(URL)["version"] == "v0.0.38"
+
+
+def test_discovery_from_x_slurm_data_parsers(make_client):
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"], release="26.05.5")
+        client = make_client()
+        assert client.api_version == "v0.0.45" and client.requests_made == 1
+        assert client.release == "26.05.5"
+
+
+def test_newer_versions_than_known_use_the_newest_known(make_client, caplog):
+    caplog.set_level(logging.INFO, logger="scrun_rest")
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.43", "v0.0.44", "v0.0.45", "v0.0.46", "v0.0.47"])
+        client = make_client()
+        assert client.api_version == versions.NEWEST == "v0.0.45"
+        assert client.newer_versions == ("v0.0.47", "v0.0.46")
+    assert any("newer than scrun-rest knows; using v0.0.45" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_only_unknown_versions_served(make_client):
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.36", "v0.0.37"])
+        with pytest.raises(RestError, match="serves none of the API versions"):
+            make_client().api_version
+
+
+@pytest.mark.parametrize("status,body,content_type", [
+    (404, "Unable find requested URL", "text/plain"),
+    (200, "<html>proxy</html>", "text/html"),
+    (200, '{"openapi": "3.0.3", "info": {}, "paths": {"/openapi": {}}}', "application/json"),
+    (500, '{"errors": []}', "application/json"),
+])
+def test_discovery_falls_back_to_pings(make_client, status, body, content_type):
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/openapi/v3", status=status, body=body, content_type=content_type)
+        for newer in ALL[:ALL.index("v0.0.42")]:
+            rsps.add("GET", "%s/slurm/%s/ping" % (URL, newer), status=404, body="nope")
+        replay(rsps, fixture("v0.0.42", "ping"))
+        assert make_client().api_version == "v0.0.42"
+
+
+def test_cache_expires(make_client, tmp_path):
+    cache = VersionCache(str(tmp_path), clock=lambda: 1000.0)
+    cache.put(URL, "v0.0.40", "23.11.10")
+    later = VersionCache(str(tmp_path), clock=lambda: 1000.0 + CACHE_LIFETIME + 1)
+    assert VersionCache(str(tmp_path), clock=lambda: 1000.0 + CACHE_LIFETIME).get(URL)
+    assert later.get(URL) is None
+    assert VersionCache(str(tmp_path), clock=lambda: 900.0).get(URL) is None  # clock went back
+
+
+def test_an_expired_cache_is_discovered_again(tmp_path, clock):
+    stale = VersionCache(str(tmp_path), clock=lambda: 0.0)
+    stale.put(URL, "v0.0.40", "23.11.10")
+    config = Config({"RestUrl": URL}, environ={})
+    transport = Transport(URL, sleep=clock.sleep, clock=clock)
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.42"], release="24.11.7")
+        client = RestClient(config, FakeTokens(), cache=VersionCache(str(tmp_path)),
+                            transport=transport)
+        assert client.api_version == "v0.0.42"
+    assert VersionCache(str(tmp_path)).get(URL)["release"] == "24.11.7"
+
+
+def test_a_new_release_in_an_answer_means_discovering_again(make_client, tmp_path):
+    """Cached v0.0.40 from 23.11; the server now runs 24.11 and also serves v0.0.42."""
+    cache = VersionCache(str(tmp_path))
+    cache.put(URL, "v0.0.40", "23.11.10")
+    running = fixture("v0.0.40", "job_running")
+    running["body"]["meta"]["slurm"]["release"] = "24.11.7"
+    with responses.RequestsMock() as rsps:
+        replay(rsps, running)
+        openapi(rsps, ["v0.0.40", "v0.0.41", "v0.0.42"], release="24.11.7")
+        replay(rsps, fixture("v0.0.42", "job_running"))
+        client = make_client()
+        assert client.job(43).state is JobState.RUNNING
+        assert VersionCache(str(tmp_path)).get(URL) is None
+        assert client.job(43).state is JobState.RUNNING
+        assert client.api_version == "v0.0.42" and client.requests_made == 3
+
+
+def test_discover_ignores_the_cache(make_client):
+    with responses.RequestsMock() as rsps:
+        openapi(rsps, ["v0.0.44"])
+        client = make_client(version="v0.0.40")
+        assert client.discover() == "v0.0.44" and client.requests_made == 1
 
 
 # -- operations ------------------------------------------------------------------------
@@ -211,12 +328,8 @@ def test_unknown_job(make_client, version, name):
 def test_delete_unknown_job(make_client, version):
     with responses.RequestsMock() as rsps:
         replay(rsps, fixture(version, "delete_unknown"))
-        client = make_client(version=version)
-        if version == "v0.0.41":  # 24.11+ says nothing at all here
-            client.cancel(2147480000)
-        else:
-            with pytest.raises(JobNotFound):
-                client.cancel(2147480000)
+        with pytest.raises(JobNotFound):
+            make_client(version=version).cancel(2147480000)
 
 
 @pytest.mark.parametrize("version", fixture_versions("signal_ok"))
@@ -285,7 +398,13 @@ def test_rejected_token(make_client, version, name):
 
 def test_auth_failure_during_discovery(make_client):
     with responses.RequestsMock() as rsps:
-        rsps.add("GET", URL + "/slurm/v0.0.44/ping", status=401, body="Authentication failure")
+        rsps.add("GET", URL + "/openapi/v3", status=401, body="Authentication failure")
+        with pytest.raises(AuthRejected, match=r"\(HTTP 401\)"):
+            make_client().api_version
+    with responses.RequestsMock() as rsps:
+        no_openapi(rsps)
+        rsps.add("GET", "%s/slurm/%s/ping" % (URL, versions.NEWEST), status=401,
+                 body="Authentication failure")
         with pytest.raises(AuthRejected, match=r"\(HTTP 401\)"):
             make_client().api_version
 
@@ -486,14 +605,15 @@ def test_bad_urls(url):
 def test_each_request_is_logged_without_headers(make_client, caplog):
     caplog.set_level(logging.DEBUG, logger="scrun_rest")
     with responses.RequestsMock() as rsps:
-        serve_version(rsps, "v0.0.43")
-        replay(rsps, fixture("v0.0.43", "signal_ok"))
+        serve_version(rsps, ALL[1])
+        replay(rsps, fixture(ALL[1], "signal_ok"))
         client = make_client()
         client.signal(43, 15)
     lines = [r.getMessage() for r in caplog.records if r.name == "scrun_rest.rest"]
-    assert lines[0].startswith("rest #1 GET /slurm/v0.0.44/ping -> 404 in ")
-    assert any(l.startswith("rest #2 GET /slurm/v0.0.43/ping -> 200 in ") for l in lines)
-    assert any(l.startswith("rest #3 DELETE /slurm/v0.0.43/job/43?signal=15 -> 200 in ")
+    assert lines[0].startswith("rest #1 GET /openapi/v3 -> 404 in ")
+    assert any(l.startswith("rest #2 GET /slurm/%s/ping -> 404 in " % ALL[0]) for l in lines)
+    assert any(l.startswith("rest #3 GET /slurm/%s/ping -> 200 in " % ALL[1]) for l in lines)
+    assert any(l.startswith("rest #4 DELETE /slurm/%s/job/43?signal=15 -> 200 in " % ALL[1])
                and l.endswith(" ms") for l in lines)
     for record in caplog.records:
         assert TOKEN not in record.getMessage() and "alice" not in record.getMessage()
@@ -543,19 +663,44 @@ def test_v38_token_refusal_reads_as_auth():
     assert str(info.value) == "slurmrestd at %s rejected the token (HTTP 500)" % URL
 
 
-@pytest.mark.parametrize("name,call", [
-    ("submit_bad_token", lambda c: c.submit({"script": "x", "environment": {"A": "b"}})),
-    ("job_bad_token", lambda c: c.job(2147480000)),
-    ("delete_bad_token", lambda c: c.cancel(2147480000)),
-])
-def test_v38_token_refusal_reads_as_auth_for_every_call(make_client, name, call):
+REFUSED_CALLS = [
+    ("submit_bad_token", lambda c, job_id: c.submit({"script": "x", "environment": {"A": "b"}})),
+    ("job_bad_token", lambda c, job_id: c.job(job_id)),
+    ("delete_bad_token", lambda c, job_id: c.cancel(job_id)),
+]
+
+
+@pytest.mark.parametrize("version,name,call", [
+    (v, n, c) for n, c in REFUSED_CALLS for v in fixture_versions(n)])
+def test_token_refusal_reads_as_auth_for_every_call(make_client, version, name, call):
     """22.05 says it three ways: -1 from slurm_load_job, 5005 with and
-    without a source. None of them may read as 'no such job'."""
+    without a source. 23.02-24.05 likewise, since slurmctld hangs up on a
+    token it refuses: 5005 from _job_post_submit() and _handle_job_delete(),
+    -1 from _handle_job_get() (src/plugins/openapi/v0.0.39/jobs.c at
+    slurm-23-02-7-1, src/plugins/openapi/slurmctld/jobs.c at slurm-23-11-10-1
+    and slurm-24-05-8-1); from 24.11, 1007 with HTTP 511. None of them may
+    read as 'no such job', or renewal and `check` cannot tell."""
+    record = fixture(version, name)
+    job_id = int(record["path"].rsplit("/", 1)[1]) if name != "submit_bad_token" else None
     with responses.RequestsMock() as rsps:
-        replay(rsps, fixture("v0.0.38", name))
+        replay(rsps, record)
         with pytest.raises(AuthRejected) as info:
-            call(make_client(version="v0.0.38"))
-    assert str(info.value).startswith("slurmrestd at %s rejected the token (HTTP 500)" % URL)
+            call(make_client(version=version), job_id)
+    assert str(info.value).startswith("slurmrestd at %s rejected the token (HTTP %d)"
+                                      % (URL, record["status"]))
+    assert info.value.http_status == record["status"]
+
+
+def test_zero_bytes_from_24_11_on_is_not_a_token_refusal(make_client):
+    """From 24.11 slurmctld answers a refused token (1007/511), so a 5005 there is a
+    lost connection, not a refusal."""
+    record = fixture("v0.0.41", "delete_bad_token")
+    record["body"]["meta"]["slurm"]["release"] = "24.11.7"
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        with pytest.raises(RestError) as info:
+            make_client(version="v0.0.41").cancel(43)
+    assert not isinstance(info.value, AuthRejected) and info.value.slurm_errno == 5005
 
 
 def test_held_job_is_submitted_despite_errors(make_client):
@@ -574,3 +719,181 @@ def test_cancel_of_a_finished_job_is_a_success(make_client):
     with responses.RequestsMock() as rsps:
         replay(rsps, record)
         make_client(version="v0.0.38").cancel(int(record["path"].rsplit("/", 1)[1]))
+
+
+# -- fixes from the source review ----------------------------------------------------------
+
+def test_gpu_request_on_23_02_uses_the_colon_prefix(make_client):
+    """23.02 parses only gres:gpu:N (gres_prepend_tres_type() in src/common/gres.h and
+    slurm_opt.c at slurm-23-02-7-1; gres/ from 23.11): the prefix follows the
+    release, which a ping tells when discovery did not."""
+    request = {"script": "x", "environment": {"A": "b"}, "gpus_per_node": "1"}
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture("v0.0.39", "ping"))  # meta: 23.02.7
+        replay(rsps, fixture("v0.0.39", "submit_ok"))
+        client = make_client(version="v0.0.39")
+        assert client.submit(request) == 41
+        sent = json.loads(rsps.calls[-1].request.body)
+    assert sent["job"]["tres_per_node"] == "gres:gpu:1"
+    with responses.RequestsMock() as rsps:
+        ping = fixture("v0.0.39", "ping")
+        ping["body"]["meta"]["Slurm"]["release"] = "23.11.10"
+        replay(rsps, ping)
+        replay(rsps, fixture("v0.0.39", "submit_ok"))
+        make_client(version="v0.0.39").submit(request)
+        assert json.loads(rsps.calls[-1].request.body)["job"]["tres_per_node"] == "gres/gpu:1"
+
+
+@pytest.mark.parametrize("version", ["v0.0.39", "v0.0.40"])
+def test_a_queued_job_with_an_error_is_submitted(make_client, version, caplog):
+    """23.02 and 23.11.0 answer HTTP 500 with a real job id when slurmctld queued the
+    job but returned a non-fatal code: _job_submit_rc() in
+    src/plugins/openapi/v0.0.39/jobs.c (slurm-23-02-7-1) and in
+    src/plugins/openapi/slurmctld/jobs.c (slurm-23-11-0-1) adds it as an error
+    after dumping job_id; job_allocate() in src/slurmctld/job_mgr.c keeps such
+    jobs pending. Raising would orphan a job that runs."""
+    record = fixture(version, "submit_queued_error")
+    assert record["status"] == 500 and record["body"]["job_id"] == 45
+    caplog.set_level(logging.WARNING, logger="scrun_rest")
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        client = make_client(version=version)
+        assert client.submit({"script": "x", "environment": {"A": "b"}}) == 45
+    assert "partition configuration not available" in client.last_submit_message
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage().startswith("job 45 is queued, though slurmrestd reported: ")
+
+
+@pytest.mark.parametrize("version", [v for v in fixture_versions("ping_bad_token")
+                                     if (FIXTURES / v / "job_bad_token.json").exists()])
+def test_ping_cannot_tell_a_refused_token_verify_token_can(make_client, version):
+    """From 23.02 ping answers 200 with the controller DOWN for a refused token
+    (_op_handler_ping() in src/plugins/openapi/v0.0.39/diag.c at slurm-23-02-7-1 and
+    src/plugins/openapi/slurmctld/diag.c from slurm-23-11-0-1 dump
+    ping_all_controllers() and report no error); GET job asks slurmctld."""
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture(version, "ping_bad_token"))
+        probe = fixture(version, "job_bad_token")
+        probe["path"] = "/slurm/%s/job/%d" % (version, versions.TOKEN_PROBE_JOB_ID)
+        replay(rsps, probe)
+        client = make_client(version=version)
+        assert not any(c.up for c in client.ping())
+        with pytest.raises(AuthRejected):
+            client.verify_token()
+
+
+def test_verify_token_takes_no_such_job_as_accepted(make_client):
+    record = fixture("v0.0.44", "job_unknown")
+    record["path"] = "/slurm/v0.0.44/job/%d" % versions.TOKEN_PROBE_JOB_ID
+    assert versions.TOKEN_PROBE_JOB_ID < 0x03FFFFFF  # MAX_JOB_ID: larger ids never reach slurmctld
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        make_client(version="v0.0.44").verify_token()
+
+
+def test_v39_without_slurmdbd_falls_back_to_v38_when_pinging(make_client, tmp_path):
+    """23.02's v0.0.39 fails every request with 7000 and HTTP 500 without a slurmdbd
+    connection (init_connection() in src/plugins/openapi/v0.0.39/api.c at
+    slurm-23-02-7-1); 23.02 also serves v0.0.38, which needs none."""
+    with responses.RequestsMock() as rsps:
+        no_openapi(rsps)
+        for newer in ALL[:ALL.index("v0.0.39")]:
+            rsps.add("GET", "%s/slurm/%s/ping" % (URL, newer), status=404, body="nope")
+        replay(rsps, fixture("v0.0.39", "ping_no_slurmdbd"))
+        replay(rsps, fixture("v0.0.38", "ping"))
+        assert make_client().api_version == "v0.0.38"
+    assert VersionCache(str(tmp_path)).get(URL)["version"] == "v0.0.38"
+
+
+def test_v39_without_slurmdbd_falls_back_to_v38_after_openapi(make_client):
+    """/openapi/v3 lists v0.0.39 as the newest; its first answer says 7000."""
+    paths = {"/slurm/%s/ping" % v: {} for v in ("v0.0.37", "v0.0.38", "v0.0.39")}
+    running = fixture("v0.0.38", "job_running")
+    running["body"]["meta"]["Slurm"]["release"] = "23.02.7"  # 23.02 serving v0.0.38
+    job_id = running["body"]["jobs"][0]["job_id"]
+    failed = fixture("v0.0.39", "job_no_slurmdbd")
+    failed["path"] = "/slurm/v0.0.39/job/%d" % job_id
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", URL + "/openapi/v3", json={"info": {"version": "Slurm-23.02.7"},
+                                                    "paths": paths})
+        replay(rsps, failed)
+        replay(rsps, running)
+        client = make_client()
+        assert client.job(job_id).state is JobState.RUNNING
+        assert client.api_version == "v0.0.38" and client.requests_made == 4
+        assert client.release == "23.02.7"
+
+
+def test_a_submit_that_queued_a_job_is_not_retried_on_another_version(make_client):
+    """23.02's _op_handler_submit_job() (src/plugins/openapi/v0.0.39/jobs.c) submits even
+    after init_connection() failed with 7000: a job id in that answer is a job."""
+    record = fixture("v0.0.39", "submit_queued_error")
+    record["body"]["errors"] = fixture("v0.0.39", "ping_no_slurmdbd")["body"]["errors"]
+    with responses.RequestsMock() as rsps:
+        replay(rsps, record)
+        client = make_client(version="v0.0.39")
+        assert client.submit({"script": "x", "environment": {"A": "b"}}) == 45
+        assert client.requests_made == 1
+
+
+def bare_delete(version):
+    """24.11's answer to DELETE job/4242 through v0.0.40/41: 200, no errors, no status."""
+    record = fixture("v0.0.41", "delete_unknown_bare")
+    return json.loads(json.dumps(record).replace("v0.0.41", version))
+
+
+def job_4242(version, name):
+    record = fixture(version, name)
+    record["path"] = "/slurm/%s/job/4242" % version
+    for job in record["body"].get("jobs") or ():
+        job["job_id"] = 4242
+    return record
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41"])
+def test_a_bare_delete_after_an_upgrade_is_asked_again_through_the_newest(make_client, version):
+    """24.11's openapi/slurmctld signals through slurm_kill_jobs(), which succeeds and
+    reports a job's own failure only in the answer's status list (_signal_job() and
+    _handle_job_delete() in openapi/slurmctld jobs.c, slurm-24-11-0-1 to 25-11);
+    v0.0.40/41 answers have none, so an unknown job there looks cancelled."""
+    with responses.RequestsMock() as rsps:
+        replay(rsps, bare_delete(version))
+        openapi(rsps, ["v0.0.40", "v0.0.41", "v0.0.42"], release="24.11.7")
+        replay(rsps, job_4242("v0.0.42", "delete_unknown"))
+        client = make_client(version=version)
+        with pytest.raises(JobNotFound):
+            client.cancel(4242)
+        assert client.api_version == "v0.0.42"
+
+
+@pytest.mark.parametrize("name,params,outcome", [
+    ("job_unknown", None, JobNotFound),
+    ("job_running", None, "refused"),
+    ("job_cancelled", None, None),
+    ("job_running", 15, None),
+])
+def test_a_bare_delete_where_no_better_version_is_served(make_client, name, params, outcome):
+    with responses.RequestsMock() as rsps:
+        replay(rsps, bare_delete("v0.0.41"))
+        openapi(rsps, ["v0.0.40", "v0.0.41"], release="24.11.7")
+        replay(rsps, job_4242("v0.0.41", name))
+        client = make_client(version="v0.0.41")
+        call = (lambda: client.cancel(4242)) if params is None else (
+            lambda: client.signal(4242, params))
+        if outcome is None:
+            call()
+        elif outcome is JobNotFound:
+            with pytest.raises(JobNotFound):
+                call()
+        else:
+            with pytest.raises(RestError, match="the cancel was refused"):
+                call()
+
+
+def test_a_delete_before_24_11_is_taken_at_its_word(make_client):
+    """24.05 reports slurm_kill_job()'s errno itself: no second request."""
+    with responses.RequestsMock() as rsps:
+        replay(rsps, fixture("v0.0.41", "delete_ok"))
+        client = make_client(version="v0.0.41")
+        client.cancel(int(fixture("v0.0.41", "delete_ok")["path"].rsplit("/", 1)[1]))
+        assert client.requests_made == 1

@@ -316,9 +316,109 @@ def test_release_and_ping(version):
     assert controllers and all(c.up for c in controllers)
 
 
-def test_delete_status_only_from_v42():
+def test_delete_status_lists():
     payload = fixture("v0.0.42", "delete_unknown")["body"]
     assert versions.delete_failures("v0.0.42", payload) == [(2017, "Invalid job id specified")]
-    assert versions.delete_failures("v0.0.41", payload) == []
+    assert versions.delete_failures("v0.0.41", {"errors": []}) == []
+    # A status list is read whatever the version: it is the only place per-job
+    # failures appear once slurm_kill_jobs() sends the signal (24.11+).
+    assert versions.delete_failures("v0.0.41", payload) == [(2017, "Invalid job id specified")]
     done = {"status": [{"error": {"code": 2021, "message": "already done"}}]}
     assert versions.delete_failures("v0.0.44", done) == []
+
+
+# -- v0.0.45 (Slurm 26.05) -------------------------------------------------------------
+
+def test_v45_ping_has_no_pinged_or_mode():
+    # PARSER_ARRAY(CONTROLLER_PING) in src/plugins/data_parser/v0.0.45/parsers.c
+    # (26.05): hostname, responding, latency, primary, status; "pinged" and
+    # "mode" are gone ("Remove fields that were deprecated in from v0.0.44",
+    # CHANGELOG/slurm-26.05.md, 26.05.0).
+    body = fixture("v0.0.45", "ping")["body"]
+    assert "pinged" not in body["pings"][0] and "mode" not in body["pings"][0]
+    [ctl] = versions.controllers("v0.0.45", body)
+    assert (ctl.hostname, ctl.up, ctl.mode, ctl.status) == ("testbed", True, "primary", "No error")
+    [ctl] = versions.controllers("v0.0.45", fixture("v0.0.45", "ping_bad_token")["body"])
+    assert not ctl.up and ctl.status == "Protocol authentication error"
+    backup = {"pings": [{"hostname": "b", "responding": True, "primary": False}]}
+    assert versions.controllers("v0.0.45", backup)[0].mode == "backup"
+
+
+def test_v45_takes_cores_per_socket_again():
+    # JOB_DESC_MSG of src/plugins/data_parser/v0.0.45/parsers.c (26.05) has
+    # cores_per_socket; v0.0.44's has none ("slurmrestd - Add cores_per_socket
+    # to job submission", CHANGELOG/slurm-26.05.md).
+    assert body("v0.0.45", cores_per_socket=4)["job"]["cores_per_socket"] == 4
+    assert versions.supports("v0.0.45", "cores_per_socket")
+    assert not versions.supports("v0.0.44", "cores_per_socket")
+
+
+def test_v45_job_descriptions_still_take_shared():
+    # 26.05 deprecates "shared" in job *answers* (JOB_INFO); JOB_DESC_MSG of
+    # v0.0.45 (and of master's v0.0.46) still parses "shared" with the
+    # JOB_SHARED flags none/oversubscribe/user/mcs/topo, and has no
+    # "oversubscribe" or "exclusive" key, so submissions keep writing "shared".
+    assert body("v0.0.45", exclusive=True)["job"]["shared"] == ["none"]
+    assert body("v0.0.45", exclusive="topo")["job"]["shared"] == ["topo"]
+    assert "exclusive" not in body("v0.0.45", exclusive=True)["job"]
+
+
+# -- /openapi/v3 -------------------------------------------------------------------------
+
+def test_served_versions_from_paths():
+    document = fixture("v0.0.38", "openapi")["body"]  # recorded from 22.05.8
+    assert versions.served_versions(document) == ["v0.0.38", "v0.0.37"]
+    assert versions.openapi_release(document) is None  # info.version is "0.0.38"
+
+
+def test_served_versions_from_x_slurm():
+    info = {"version": "Slurm-25.05.8&openapi/slurmctld&openapi/slurmdbd",
+            "x-slurm": {"data_parsers": ["data_parser/v0.0.41", {"plugin": "data_parser/v0.0.43"},
+                                         "data_parser/v0.0.42", "data_parser/v0.0.40"]}}
+    paths = {"/slurm/v0.0.39/ping": {}}  # ignored when x-slurm names the parsers
+    document = {"info": info, "paths": paths}
+    assert versions.served_versions(document) == ["v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40"]
+    assert versions.openapi_release(document) == "25.05.8"
+    info["x-slurm"]["release"] = "25.05.9"
+    assert versions.openapi_release(document) == "25.05.9"
+    assert versions.newer_than_known(["v0.0.47", "v0.0.46", "v0.0.45"]) == ("v0.0.47", "v0.0.46")
+
+
+@pytest.mark.parametrize("document", [None, [], {}, {"info": "x", "paths": ["/slurm/v0.0.40/"]},
+                                      {"info": {"x-slurm": 5}, "paths": {5: {}}}])
+def test_odd_openapi_documents(document):
+    assert versions.served_versions(document) == []
+    assert versions.openapi_release(document) is None
+
+
+# -- fixes from the source review --------------------------------------------------------
+
+def test_gres_prefix_follows_the_release_not_the_api_version():
+    # 23.02 parses GRES in TRES strings as "gres:gpu:N" only: its
+    # gres_prepend_tres_type() (src/common/gres.h, slurm-23-02-7-1: 'Prepend
+    # "gres:" to each gres for proper parsing with TRES functions') and
+    # slurm_opt.c write that form; 23.11's src/interfaces/gres.c builds
+    # "gres/gpu:%u" and parses "gres/". v0.0.39 is served by 23.02 and 23.11.
+    fields = dict(gpus="2", gres="shard:1", cpus_per_gpu=4, memory_per_gpu=512,
+                  gpu_bind="closest", gpu_freq="low", tres_per_task="gres/gpu:1,cpu:2")
+    old = versions.submit_body("v0.0.39", dict(BASE, **fields), release="23.02.7")["job"]
+    assert old["tres_per_job"] == "gres:gpu:2" and old["tres_per_node"] == "gres:shard:1"
+    assert old["cpus_per_tres"] == "gres:gpu:4" and old["memory_per_tres"] == "gres:gpu:512"
+    assert old["tres_bind"] == "gres:gpu:closest" and old["tres_freq"] == "gpu:low"
+    assert old["tres_per_task"] == "gres:gpu:1,cpu:2"
+    for release in ("23.11.10", "24.05.8", None):
+        new = versions.submit_body("v0.0.39", dict(BASE, **fields), release=release)["job"]
+        assert new["tres_per_job"] == "gres/gpu:2" and new["tres_per_task"] == "gres/gpu:1,cpu:2"
+    assert versions.release_needed("v0.0.39", dict(BASE, gpus="1"))
+    assert not versions.release_needed("v0.0.39", dict(BASE, tasks=2))
+    assert not versions.release_needed("v0.0.40", dict(BASE, gpus="1"))
+
+
+def test_bare_delete_answers_are_those_of_v40_v41_from_24_11():
+    bare = fixture("v0.0.41", "delete_unknown_bare")["body"]
+    assert versions.delete_answer_is_bare("v0.0.41", bare)
+    assert versions.delete_answer_is_bare("v0.0.40", {"errors": []}, "25.05.8")
+    assert not versions.delete_answer_is_bare("v0.0.41", fixture("v0.0.41", "delete_ok")["body"])
+    assert not versions.delete_answer_is_bare("v0.0.41", dict(bare, status=[]))
+    assert not versions.delete_answer_is_bare("v0.0.42", bare)
+    assert not versions.delete_answer_is_bare("v0.0.39", bare)
