@@ -63,8 +63,10 @@ spawn() {
     shift 2
     mkdir -p "$TB_RUN" "$(dirname "$log")"
     rm -f "$TB_RUN/$name.pid"
-    setsid sh -c 'cd / && echo $$ >"$0" && exec "$@"' "$TB_RUN/$name.pid" "$@" \
-        </dev/null >>"$log" 2>&1 &
+    (
+        close_inherited_fds
+        exec setsid sh -c 'cd / && echo $$ >"$0" && exec "$@"' "$TB_RUN/$name.pid" "$@"
+    ) </dev/null >>"$log" 2>&1 &
 }
 
 node_ready() {

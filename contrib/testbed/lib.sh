@@ -120,3 +120,14 @@ Waittime=0
 SlurmdTimeout=300
 EOF
 }
+
+# Close every descriptor but 0-2 of this (sub)shell: a daemon started from
+# it must not keep open a caller's `flock FILE ...` lock file, or every
+# later e2e run waits on that lock for as long as the daemon lives.
+close_inherited_fds() {
+    local fd
+    for fd in /proc/self/fd/*; do
+        fd=${fd##*/}
+        if ((fd > 2)); then exec {fd}>&-; fi
+    done
+}

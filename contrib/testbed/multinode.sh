@@ -304,11 +304,7 @@ rest_ping() {
 # caller's `flock FILE multinode.sh up` for as long as it runs.
 detach() {
     (
-        local fd
-        for fd in /proc/self/fd/*; do
-            fd=${fd##*/}
-            if ((fd > 2)); then exec {fd}>&-; fi
-        done
+        close_inherited_fds
         exec setsid "$@"
     ) &
 }
