@@ -26,8 +26,9 @@ KNOWN_KEYS = (
     "CreateEnvFile", "IgnoreFileConfigJson", "DisableHooks",
     "DisableCleanup", "MountSpoolDir", "ContainerPath", "SrunPath",
     "SrunArgs", "StdIODebug", "SyslogDebug", "FileDebug",
-    # where a task unpacks the copies on its node (agent/leftovers.py)
-    "NodeScratch",
+    # where a task unpacks the copies on its node (agent/leftovers.py), and
+    # the user's cache of rootfs files there (agent/node_cache.py)
+    "NodeScratch", "NodeCache", "NodeCacheLimit",
 )
 # scrun(1)'s SCRUN_* input variables may be set here too: the one way for a
 # podman user to set those that config.json may not (job_options.py).

@@ -8,10 +8,11 @@ on a stream of its own and is unpacked into the task's private scratch
 dir, which config.json then names. After the container, what it changed
 in a writeback item goes back the same way. Python 3.6+, stdlib only.
 """
+import json
 import os
 import socket
 
-from scrun_rest.bundle import pack, safe_extract, tree_changes, tree_probe
+from scrun_rest.bundle import manifest, pack, safe_extract, tree_changes, tree_probe
 
 
 class TransferFailed(Exception):
@@ -19,8 +20,10 @@ class TransferFailed(Exception):
 
 
 class NodeCopies:
-    def __init__(self, items, workdir, node):
+    def __init__(self, items, workdir, node, cache=None):
+        """cache: the user's NodeCache on this node, for the rootfs."""
         self.items = items
+        self.cache = cache
         self.base = os.path.join(workdir, "bundle")
         self.node = node
         self.fetched = []          # (item, local root)
@@ -41,21 +44,43 @@ class NodeCopies:
         send("fetch", items=[item["id"] for item in needed])
         for item in needed:
             root = os.path.join(self.base, str(item["id"]))
+            cached = item["what"] == "rootfs" and self.cache is not None
             try:
                 os.makedirs(root, 0o700)
-                sock = dial("data", stream="bundle-%d" % item["id"])
+                sock = dial("data", stream="%s-%d" % ("cached" if cached else "bundle",
+                                                      item["id"]))
             except OSError as exc:
                 raise TransferFailed(self._failed(item, exc))
             try:
-                safe_extract.extract(sock.makefile("rb"), root)
-            except (safe_extract.ExtractError, OSError) as exc:
+                if cached:
+                    self._through_cache(sock, root, receive, item)
+                else:
+                    safe_extract.extract(sock.makefile("rb"), root)
+                    self._confirmed(item, receive)
+            except (safe_extract.ExtractError, OSError, ValueError, EOFError) as exc:
                 raise TransferFailed(self._failed(item, exc))
             finally:
                 sock.close()
-            self._confirmed(item, receive)
             self.fetched.append((item, root))
             if item["writeback"]:
                 self.snapshots[item["id"]] = tree_changes.snapshot(root)
+
+    def _through_cache(self, sock, root, receive, item):
+        """The rootfs by manifest: only the files the cache lacks cross the
+        tunnel, and the tree is built from the cache."""
+        entries = manifest.decode(manifest.recv_blob(sock))
+        cache = self.cache
+        cache.open()  # waits while another task of ours fills it
+        try:
+            wanted = cache.missing(entries)
+            manifest.send_blob(sock, json.dumps(sorted(wanted.values())).encode("utf-8"))
+            if wanted:
+                cache.receive(sock.makefile("rb"), wanted)
+            self._confirmed(item, receive)
+            cache.build(entries, root)
+            cache.evict(cache.note_use(entries))
+        finally:
+            cache.close()
 
     def _confirmed(self, item, receive):
         """Wait for the anchor's word that the archive is whole."""

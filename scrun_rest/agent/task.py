@@ -15,8 +15,8 @@ import sys
 import threading
 
 from scrun_rest import conf_lines
-from scrun_rest.agent import (bundle_fetch, detached, leftovers, oci_conf, pipes,
-                              pty_streams, runtime_hooks, task_bundle)
+from scrun_rest.agent import (bundle_fetch, detached, leftovers, node_cache, oci_conf,
+                              pipes, pty_streams, runtime_hooks, task_bundle)
 from scrun_rest.tunnel import messages, wire
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
@@ -139,7 +139,8 @@ class Task:
 
     def _run(self, setup):
         self.copies = bundle_fetch.NodeCopies(setup.get("bundle") or [], self.workdir,
-                                              self.identity["node"])
+                                              self.identity["node"],
+                                              node_cache.from_settings(self.settings))
         try:
             self.copies.fetch(self.dial, self.send, self._receive)
             setup = dict(setup, config=self.copies.localize(setup["config"]))

@@ -53,6 +53,8 @@ class BundlePlan:
         for path in shared:
             if not path.startswith("/"):
                 raise UserError("SharedPaths: %s is not an absolute path" % path)
+        if config.get("NodeCacheLimit"):
+            parse_size("NodeCacheLimit", config.get("NodeCacheLimit"))  # refused here
         return cls(mode, shared, parse_size("VolumeCopyLimit",
                                             config.get("VolumeCopyLimit") or "1G"))
 

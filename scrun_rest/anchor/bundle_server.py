@@ -10,36 +10,40 @@ item, what the container deleted and how many entries changed
 apply to the item's path here. The container's exit is reported only
 once every write-back is applied or has failed in words.
 """
+import json
 import logging
 import os
 import shutil
 import socket
 import tempfile
 import threading
+import time
 
 from scrun_rest.tunnel import messages
 
 log = logging.getLogger("scrun_rest.anchor")
 # A write-back stream that stays silent this long is a lost node.
 STREAM_SILENCE = 120.0
-BUNDLE_PREFIX, WRITEBACK_PREFIX = "bundle-", "writeback-"
+BUNDLE_PREFIX, CACHED_PREFIX, WRITEBACK_PREFIX = "bundle-", "cached-", "writeback-"
 
 
 def is_transfer_stream(stream):
-    return stream.startswith((BUNDLE_PREFIX, WRITEBACK_PREFIX))
+    return stream.startswith((BUNDLE_PREFIX, CACHED_PREFIX, WRITEBACK_PREFIX))
 
 
 class TaskTransfer:
     """One task's fetches and write-backs."""
 
-    def __init__(self, offered, node, notify):
-        """notify(message): send the task a message (from any thread)."""
+    def __init__(self, offered, node, notify, state_root):
+        """notify(message): send the task a message (from any thread);
+        state_root: where the digests of rootfs files are remembered."""
         self.offered = {item["id"]: item for item in offered}
-        self.node, self.notify = node, notify
+        self.node, self.notify, self.state_root = node, notify, state_root
         self.fetched = set()
         self.sent = set()
         self.reports = {}          # item id -> (deleted, changed count)
-        self.written = set()
+        self.receiving = set()     # write-back streams that came
+        self.written = set()       # write-backs applied (or failed)
         self.failures = []         # lines for the user
         self.done = threading.Condition()
 
@@ -74,14 +78,18 @@ class TaskTransfer:
         # Served from a thread (and by tar itself): the loop's sockets are
         # non-blocking.
         sock.setblocking(True)
-        if stream.startswith(BUNDLE_PREFIX) and item["id"] not in self.sent:
+        if stream.startswith((BUNDLE_PREFIX, CACHED_PREFIX)) and item["id"] not in self.sent:
+            cached = stream.startswith(CACHED_PREFIX)
+            if cached and item["what"] != "rootfs":
+                return False
             self.sent.add(item["id"])
-            threading.Thread(target=self._send, args=(item, sock), daemon=True).start()
+            threading.Thread(target=self._send_cached if cached else self._send,
+                             args=(item, sock), daemon=True).start()
             return True
         report = self.reports.get(item["id"])
         if stream.startswith(WRITEBACK_PREFIX) and report and report[1] and \
-                item["id"] not in self.written:
-            self.written.add(item["id"])
+                item["id"] not in self.receiving:
+            self.receiving.add(item["id"])
             threading.Thread(target=self._write_back, args=(item, sock), daemon=True).start()
             return True
         return False
@@ -97,6 +105,37 @@ class TaskTransfer:
             log.error("%s", error)
         except OSError as exc:
             # The task went away mid-transfer: it says why, if it can.
+            log.warning("sending %s ended early: %s", item["path"], exc)
+            return
+        finally:
+            _close(sock)
+        self.notify(messages.make(messages.ANCHOR_TO_TASK, "bundle_sent", item=item["id"],
+                                  error=error))
+
+    def _send_cached(self, item, sock):
+        """The rootfs for a node with a cache: its manifest, then only the
+        files the node asks for (agent/node_cache.py)."""
+        from scrun_rest.anchor import digest_index
+        from scrun_rest.bundle import manifest, pack
+        error = None
+        try:
+            entries = digest_index.rootfs_manifest(self.state_root, item["path"])
+            encoded = manifest.encode(entries)
+            manifest.send_blob(sock, encoded)
+            names = json.loads(manifest.recv_blob(sock).decode("utf-8"))
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError("the wanted list is not a list of names")
+            if names:
+                pack.pack_paths(item["path"], names, sock.fileno())
+            sizes = {entry[manifest.NAME]: entry[manifest.SIZE] for entry in entries}
+            log.info("rootfs for node %s: a manifest of %d bytes, then %d of %d bytes "
+                     "(%d files) the node's cache lacked", self.node, len(encoded),
+                     sum(sizes.get(name, 0) for name in names), sum(sizes.values()),
+                     len(names))
+        except pack.PackError as exc:
+            error = "cannot copy %s to node %s: %s" % (exc.path, self.node, exc.why)
+            log.error("%s", error)
+        except (OSError, ValueError, EOFError) as exc:
             log.warning("sending %s ended early: %s", item["path"], exc)
             return
         finally:
@@ -133,11 +172,28 @@ class TaskTransfer:
         return [self.offered[i]["path"] for i in sorted(self.fetched)
                 if self.offered[i]["writeback"] and i not in self.reports]
 
-    def wait_applied(self, timeout):
-        """Block until every reported write-back is applied (a thread)."""
+    def wait_applied(self, timeout, link_closed):
+        """Block until every reported write-back is applied (a thread).
+        link_closed(): the task's link is gone, so a write-back whose
+        stream has not come never will."""
+        def settled():
+            if link_closed():
+                for item_id in set(self.reports) - self.receiving - self.written:
+                    self.written.add(item_id)
+                    self.failures.append(
+                        "the container's changes to %s on node %s were not copied back: "
+                        "its task ended before sending them" % (
+                            self.offered[item_id]["path"], self.node))
+            return set(self.reports) <= self.written
+        deadline = time.monotonic() + timeout
         with self.done:
-            return self.done.wait_for(
-                lambda: set(self.reports) <= self.written, timeout)
+            # Woken by each write-back applied; the link's end needs a look.
+            while not settled():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.done.wait(min(left, 0.5))
+            return True
 
 
 def settle(links, timeout=3600.0):
@@ -148,7 +204,7 @@ def settle(links, timeout=3600.0):
         transfer = link.transfer
         if transfer is None or not link.started:
             continue
-        if not transfer.wait_applied(timeout):
+        if not transfer.wait_applied(timeout, lambda: link.conn.closed):
             lines.append("gave up waiting for the container's changes from node %s after "
                          "%.0f s" % (link.node, timeout))
         lines += transfer.failures

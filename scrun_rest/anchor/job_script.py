@@ -25,6 +25,8 @@ AGENT_MODULES = (
     "scrun_rest.agent.task_boot",
     "scrun_rest.agent.runtime_hooks",
     "scrun_rest.agent.bundle_fetch",
+    "scrun_rest.agent.node_cache",
+    "scrun_rest.bundle.manifest",
     "scrun_rest.bundle.dirfd_walk",
     "scrun_rest.bundle.errors",
     "scrun_rest.bundle.pack",

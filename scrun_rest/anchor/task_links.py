@@ -53,7 +53,8 @@ class TaskLinks:
         if setup.get("bundle"):
             link.transfer = bundle_server.TaskTransfer(
                 setup["bundle"], link.node,
-                lambda message: self.anchor.loop.call_soon_threadsafe(conn.send, message))
+                lambda message: self.anchor.loop.call_soon_threadsafe(conn.send, message),
+                self.anchor.setup.root)
         conn.send(setup)
         dispatch = messages.Dispatcher(messages.TASK_TO_ANCHOR, {
             "fetch": lambda message: self._fetch(link, message),
