@@ -29,6 +29,11 @@ TB_ROOTFS=/var/lib/scrun-testbed/busybox-rootfs
 TB_STATE=/var/lib/scrun-testbed
 TB_RUN=/run/scrun-testbed          # our pid files
 TB_LOG=/var/log/slurm
+# The Debian roots with today's Slurm releases (roots.sh); each has a
+# runtime wrapper TB_ROOTS_STATE/RELEASE/scrun-rest, registered with docker
+# as scrun-rest-RELEASE.
+TB_ROOT_RELEASES="trixie forky"
+TB_ROOTS_STATE=$TB_STATE/roots
 
 export DEBIAN_FRONTEND=noninteractive
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
