@@ -112,19 +112,16 @@ remove_tree() {  # DIR: a root that no daemon uses, with no mounts left
     rm -rf --one-file-system "$1"
 }
 
+built() {  # RELEASE: its root is there, built as wanted
+    local stamp
+    stamp=$(root_of "$1")/etc/scrun-root
+    [[ -f $stamp && $(cat "$stamp") == "$(stamp_text "$1")" ]]
+}
+
 build_root() {  # RELEASE
     local rel=$1 root want t log
     root=$(root_of "$rel")
     want=$(stamp_text "$rel")
-    if [[ -f $root/etc/scrun-root && $(cat "$root/etc/scrun-root") == "$want" ]]; then
-        note "$root: built ($(du -sh --one-file-system "$root" 2>/dev/null | cut -f1 || echo '?'))"
-        return 0
-    fi
-    if ! command -v debootstrap >/dev/null; then
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-    fi
-    install -d -m 0755 "$ROOTS_DIR"
     remove_tree "$root.new"
     log=$ROOTS_DIR/$rel.debootstrap.log
     note "building $root (debootstrap $rel from $(apt_mirror), log $log)"
@@ -138,6 +135,8 @@ build_root() {  # RELEASE
         die "debootstrap of $rel failed (see $log)"
     fi
     unmount_under "$root.new"
+    # The downloaded packages (150 MB); the package lists stay for apt-get.
+    chroot "$root.new" apt-get clean
     printf '%s\n' "$want" >"$root.new/etc/scrun-root"
     if [[ -e $root ]]; then
         cluster_down "$rel"
@@ -521,7 +520,23 @@ up() {
     local rel
     for rel in "${RELEASES[@]}"; do known_release "$rel"; done
     stage "Debian roots: ${RELEASES[*]} in $ROOTS_DIR"
-    for rel in "${RELEASES[@]}"; do build_root "$rel"; done
+    local pids=() failed=0 pid
+    for rel in "${RELEASES[@]}"; do
+        if built "$rel"; then
+            note "$(root_of "$rel"): built"
+            continue
+        fi
+        if ! command -v debootstrap >/dev/null; then
+            apt-get update -qq
+            apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+        fi
+        install -d -m 0755 "$ROOTS_DIR"
+        # Side by side: two builds take little longer than one.
+        build_root "$rel" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    ((failed == 0)) || die "building a root failed"
     for rel in "${RELEASES[@]}"; do
         stage "Debian root $rel: Slurm cluster"
         cluster_up "$rel"
@@ -552,6 +567,8 @@ status() {
             rc=1
             continue
         fi
+        printf '%-7s root %s (%s)\n' "$rel" "$(root_of "$rel")" \
+            "$(du -sh --one-file-system "$(root_of "$rel")" | cut -f1)"
         for entry in "${DAEMONS[@]}"; do
             if pid=$(daemon_pid "$rel" "${entry%% *}"); then
                 printf '%-7s %-11s running (pid %s)\n' "$rel" "${entry%% *}" "$pid"
