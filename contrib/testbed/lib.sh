@@ -91,6 +91,54 @@ mint_token() {
     printf '%s\n' "${out#SLURM_JWT=}"
 }
 
+# Install stdin as DEST only if it differs; returns 0 when it changed.
+write_if_changed() {  # DEST MODE OWNER < content
+    local dest=$1 mode=$2 owner=$3 tmp
+    tmp=$(mktemp)
+    cat >"$tmp"
+    if [[ -f $dest ]] && cmp -s "$tmp" "$dest"; then
+        rm -f "$tmp"
+        return 1
+    fi
+    install -D -m "$mode" -o "${owner%:*}" -g "${owner#*:}" "$tmp" "$dest"
+    rm -f "$tmp"
+    note "wrote $dest"
+}
+
+# A process that exited is gone even while it waits, as a zombie, for pid 1
+# to reap it (pid 1 in these VMs reaps only every two seconds or so).
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+# TERM to PID, KILL if it is still there after 10 s.
+end_pid() {
+    local i
+    kill -TERM "$1" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        alive "$1" || return 0
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+# COMMAND... in the background, in a session of its own, with none of our
+# descriptors but 0-2: a daemon that kept one would hold the lock of a
+# caller's `flock FILE setup.sh` for as long as it runs.
+detach() {
+    (
+        local fd
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then exec {fd}>&-; fi
+        done
+        exec setsid "$@"
+    ) &
+}
+
 rest_ping() {
     local token
     token=$(mint_token root 300) || return 1

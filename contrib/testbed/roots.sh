@@ -150,18 +150,6 @@ build_root() {  # RELEASE
 
 # ---------------------------------------------------------------------------
 # configuration inside a root
-write_if_changed() {  # DEST MODE OWNER < content; returns 0 when it changed
-    local dest=$1 mode=$2 owner=$3 tmp
-    tmp=$(mktemp)
-    cat >"$tmp"
-    if [[ -f $dest ]] && cmp -s "$tmp" "$dest"; then
-        rm -f "$tmp"
-        return 1
-    fi
-    install -D -m "$mode" -o "${owner%:*}" -g "${owner#*:}" "$tmp" "$dest"
-    rm -f "$tmp"
-    note "wrote $dest"
-}
 
 root_id() {  # ROOT NAME: a user's uid in the root's own /etc/passwd
     awk -F: -v n="$2" '$1 == n { print $3; found = 1 } END { exit !found }' "$1/etc/passwd"
@@ -255,12 +243,6 @@ EOF
 
 # ---------------------------------------------------------------------------
 # daemons
-alive() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat%% *} != Z ]]
-}
 
 # name, its comm, its pid file in the root; in start order
 DAEMONS=("munged munged /run/munge/munged.pid" "slurmctld slurmctld /run/slurmctld.pid"
@@ -288,19 +270,6 @@ daemon_pid() {  # RELEASE NAME
     echo "$pid"
 }
 
-# COMMAND... in the background, in a session of its own, with none of our
-# descriptors but 0-2: a daemon that kept one would hold the lock of a
-# caller's `flock FILE roots.sh up` (or setup.sh) for as long as it runs.
-detach() {
-    (
-        local fd
-        for fd in /proc/self/fd/*; do
-            fd=${fd##*/}
-            if ((fd > 2)); then exec {fd}>&-; fi
-        done
-        exec setsid "$@"
-    ) &
-}
 
 # The command line that runs COMMAND... pivoted into ROOT, in a private mount
 # namespace; with "node", /tmp is a fresh tmpfs of its own as well.
@@ -394,14 +363,9 @@ start_daemon() {  # RELEASE NAME
 }
 
 stop_daemon() {  # RELEASE NAME
-    local pid i
+    local pid
     pid=$(daemon_pid "$1" "$2") || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    end_pid "$pid"
     note "$1: $2 stopped (was pid $pid)"
 }
 
