@@ -119,17 +119,16 @@ built() {  # RELEASE: its root is there, built as wanted
 }
 
 build_root() {  # RELEASE
-    local rel=$1 root want t log
+    local rel=$1 root want t log script=()
     root=$(root_of "$rel")
     want=$(stamp_text "$rel")
+    [[ -z ${R_SCRIPT[$rel]} ]] || script=("${R_SCRIPT[$rel]}")
     remove_tree "$root.new"
     log=$ROOTS_DIR/$rel.debootstrap.log
     note "building $root (debootstrap $rel from $(apt_mirror), log $log)"
     t=$(date +%s.%N)
-    # shellcheck disable=SC2046  # no script: no fourth argument
     if ! debootstrap --variant=minbase --include="$(IFS=,; echo "${ROOT_PACKAGES[*]}")" \
-            "$rel" "$root.new" "$(apt_mirror)" $([[ -n ${R_SCRIPT[$rel]} ]] && echo "${R_SCRIPT[$rel]}") \
-            >"$log" 2>&1; then
+            "$rel" "$root.new" "$(apt_mirror)" "${script[@]}" >"$log" 2>&1; then
         tail -n 15 "$log" >&2
         unmount_under "$root.new"
         die "debootstrap of $rel failed (see $log)"
@@ -150,7 +149,6 @@ build_root() {  # RELEASE
 
 # ---------------------------------------------------------------------------
 # configuration inside a root
-
 root_id() {  # ROOT NAME: a user's uid in the root's own /etc/passwd
     awk -F: -v n="$2" '$1 == n { print $3; found = 1 } END { exit !found }' "$1/etc/passwd"
 }
@@ -188,7 +186,7 @@ conf_up() {  # RELEASE
     ports=${R_PORTS[$rel]}
     slurm=$(root_id "$root" slurm):$(root_id "$root" slurm)
     install -d -m 0755 "$root/.oldroot"
-    cp /etc/hosts "$root/etc/hosts.tmp" && mv "$root/etc/hosts.tmp" "$root/etc/hosts"
+    write_if_changed "$root/etc/hosts" 0644 root:root </etc/hosts || true
     root_users "$root"
     # munge made its key on install; a root never shares it.
     if [[ ! -s $root/etc/munge/munge.key ]]; then
@@ -243,7 +241,6 @@ EOF
 
 # ---------------------------------------------------------------------------
 # daemons
-
 # name, its comm, its pid file in the root; in start order
 DAEMONS=("munged munged /run/munge/munged.pid" "slurmctld slurmctld /run/slurmctld.pid"
          "slurmd slurmd /run/slurmd.pid" "slurmrestd slurmrestd /run/slurmrestd.pid")
@@ -269,7 +266,6 @@ daemon_pid() {  # RELEASE NAME
     cmp -s "/proc/$pid/root/etc/scrun-root" "$root/etc/scrun-root" || return 1
     echo "$pid"
 }
-
 
 # The command line that runs COMMAND... pivoted into ROOT, in a private mount
 # namespace; with "node", /tmp is a fresh tmpfs of its own as well.
