@@ -45,14 +45,6 @@ pid_of() {
 
 is_running() { pid_of "$1" >/dev/null; }
 
-# A process that exited is gone even while it waits, as a zombie, for pid 1
-# to reap it (pid 1 in these VMs reaps only every two seconds or so).
-alive() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat%% *} != Z ]]
-}
 
 # Run a non-forking daemon in its own session, pid in TB_RUN, output in LOG.
 # From /: a daemon restarted by a test would otherwise keep the checkout as
@@ -65,6 +57,7 @@ spawn() {
     rm -f "$TB_RUN/$name.pid"
     (
         close_inherited_fds
+        # shellcheck disable=SC2016  # the sh -c script expands its own arguments
         exec setsid sh -c 'cd / && echo $$ >"$0" && exec "$@"' "$TB_RUN/$name.pid" "$@"
     ) </dev/null >>"$log" 2>&1 &
 }

@@ -29,6 +29,11 @@ TB_ROOTFS=/var/lib/scrun-testbed/busybox-rootfs
 TB_STATE=/var/lib/scrun-testbed
 TB_RUN=/run/scrun-testbed          # our pid files
 TB_LOG=/var/log/slurm
+# The Debian roots with today's Slurm releases (roots.sh); each has a
+# runtime wrapper TB_ROOTS_STATE/RELEASE/scrun-rest, registered with docker
+# as scrun-rest-RELEASE.
+TB_ROOT_RELEASES="trixie forky"
+TB_ROOTS_STATE=$TB_STATE/roots
 
 export DEBIAN_FRONTEND=noninteractive
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -84,6 +89,50 @@ mint_token() {
     local user=$1 lifespan=${2:-3600} out
     out=$(scontrol token username="$user" lifespan="$lifespan") || return 1
     printf '%s\n' "${out#SLURM_JWT=}"
+}
+
+# Install stdin as DEST only if it differs; returns 0 when it changed.
+write_if_changed() {  # DEST MODE OWNER < content
+    local dest=$1 mode=$2 owner=$3 tmp
+    tmp=$(mktemp)
+    cat >"$tmp"
+    if [[ -f $dest ]] && cmp -s "$tmp" "$dest"; then
+        rm -f "$tmp"
+        return 1
+    fi
+    install -D -m "$mode" -o "${owner%:*}" -g "${owner#*:}" "$tmp" "$dest"
+    rm -f "$tmp"
+    note "wrote $dest"
+}
+
+# A process that exited is gone even while it waits, as a zombie, for pid 1
+# to reap it (pid 1 in these VMs reaps only every two seconds or so).
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+# TERM to PID, KILL if it is still there after 10 s.
+end_pid() {
+    local i
+    kill -TERM "$1" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        alive "$1" || return 0
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+# COMMAND... in the background, in a session of its own, with none of our
+# descriptors but 0-2: a daemon that kept one would hold the lock of a
+# caller's `flock FILE setup.sh` for as long as it runs.
+detach() {
+    (
+        close_inherited_fds
+        exec setsid "$@"
+    ) &
 }
 
 rest_ping() {

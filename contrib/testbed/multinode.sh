@@ -158,18 +158,6 @@ net_down() {
 
 # ---------------------------------------------------------------------------
 # Slurm configuration
-write_if_changed() {  # DEST MODE OWNER < content; returns 0 when it changed
-    local dest=$1 mode=$2 owner=$3 tmp
-    tmp=$(mktemp)
-    cat >"$tmp"
-    if [[ -f $dest ]] && cmp -s "$tmp" "$dest"; then
-        rm -f "$tmp"
-        return 1
-    fi
-    install -D -m "$mode" -o "${owner%:*}" -g "${owner#*:}" "$tmp" "$dest"
-    rm -f "$tmp"
-    note "wrote $dest"
-}
 
 conf_up() {
     install -d -m 0755 "$MN_ETC" "$MN_DIR"
@@ -217,12 +205,6 @@ EOF
 
 # ---------------------------------------------------------------------------
 # daemons: pid files in MN_RUN, each checked against its name and namespace
-alive() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat%% *} != Z ]]
-}
 
 daemon_pid() {  # NAME COMM NS: the pid of a running daemon
     local file=$MN_RUN/$1.pid pid
@@ -299,15 +281,6 @@ rest_ping() {
         "$MN_REST_URL/slurm/v0.0.38/ping" | grep -q '"ping": *"UP"'
 }
 
-# COMMAND... in the background, in a session of its own, with none of our
-# descriptors but 0-2: a daemon that kept one would hold the lock of a
-# caller's `flock FILE multinode.sh up` for as long as it runs.
-detach() {
-    (
-        close_inherited_fds
-        exec setsid "$@"
-    ) &
-}
 
 start_daemon() {  # NAME COMM NS
     local name=$1 comm=$2 ns=$3 pid
@@ -363,14 +336,9 @@ start_daemon() {  # NAME COMM NS
 }
 
 stop_daemon() {  # NAME COMM NS
-    local pid i
+    local pid
     pid=$(daemon_pid "$@") || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    end_pid "$pid"
     note "$1 stopped (was pid $pid)"
 }
 

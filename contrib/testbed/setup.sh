@@ -13,6 +13,7 @@
 #   /opt/scrun-rest: the runtime's venv (install-runtime.sh)
 #   /etc/scrun-rest/scrun-rest.conf and ~scruntest/.config/scrun-rest/
 #
+# Then multinode.sh up and roots.sh up (TB_SKIP_MULTINODE=1, TB_SKIP_ROOTS=1).
 # Environment: TB_SKIP_DOCKER=1 skips docker; TB_REQUIRE_DOCKER=1 makes a docker
 # failure fatal (by default it is reported and setup goes on);
 # TB_SKIP_CHECKS=1 skips the slower end-to-end checks at the end.
@@ -111,7 +112,7 @@ chmod 0666 /dev/net/tun 2>/dev/null || true
 # A name with an IPv6 and an IPv4 loopback address, for the tunnel-address
 # tests (a node tries the IPv6 one first).
 for address in ::1 127.0.0.1; do
-    grep -qE "^$address[[:space:]]+scrun-dualstack\$" /etc/hosts ||
+    grep -qE "^${address}[[:space:]]+scrun-dualstack\$" /etc/hosts ||
         printf '%s scrun-dualstack\n' "$address" >>/etc/hosts
 done
 note "users $TB_USER=$(id -u "$TB_USER") $TB_OTHER_USER=$(id -u "$TB_OTHER_USER") slurmrestd=$(id -u slurmrestd)"
@@ -323,6 +324,12 @@ check_podman "rootful" env
 DOCKER_OK=skipped
 if [[ ${TB_SKIP_DOCKER:-0} != 1 ]]; then
     stage "docker (containerd + dockerd)"
+    # The Debian roots' clusters (roots.sh) have runtimes of their own; dockerd
+    # looks for a runtime's file only when a container asks for it.
+    root_runtimes=
+    for rel in $TB_ROOT_RELEASES; do
+        root_runtimes+=", \"scrun-rest-$rel\": {\"path\": \"$TB_ROOTS_STATE/$rel/scrun-rest\"}"
+    done
     install_if_changed /etc/docker/daemon.json root:root 0644 <<EOF && "$DAEMONS" stop dockerd
 {
     "storage-driver": "vfs",
@@ -330,7 +337,7 @@ if [[ ${TB_SKIP_DOCKER:-0} != 1 ]]; then
     "ip6tables": false,
     "bridge": "none",
     "default-ulimits": {"nofile": {"Name": "nofile", "Hard": $NOFILE_MAX, "Soft": $NOFILE_MAX}},
-    "runtimes": {"scrun-rest": {"path": "$TB_VENV/bin/scrun-rest"}}
+    "runtimes": {"scrun-rest": {"path": "$TB_VENV/bin/scrun-rest"}$root_runtimes}
 }
 EOF
     docker_setup() {
@@ -441,4 +448,12 @@ stage "testbed ready (docker: $DOCKER_OK; settings in $TB_STATE/testbed.env)"
 # beside this one. TB_SKIP_MULTINODE=1 leaves it out.
 if [[ ${TB_SKIP_MULTINODE:-0} != 1 ]]; then
     "$TESTBED_DIR/multinode.sh" up
+fi
+
+# ---------------------------------------------------------------------------
+# Today's Slurm releases (issue 14; owner: roots.sh): 24.11 and 26.05 clusters
+# in Debian trixie and forky roots, on ports 7017-7020 and 7117-7120.
+# TB_SKIP_ROOTS=1 leaves them out.
+if [[ ${TB_SKIP_ROOTS:-0} != 1 ]]; then
+    "$TESTBED_DIR/roots.sh" up
 fi

@@ -1,0 +1,72 @@
+"""The core of a run against each Debian root's Slurm release (24.11 on trixie,
+26.05 on forky), from this host's podman 4.3 and docker 20.10: the nodes
+share no filesystem with this host, so every container's rootfs travels."""
+import hashlib
+import os
+
+from . import clusters
+from .clusters import IMAGE
+
+RUN = ("run", "--rm", "--network=none")
+
+
+def test_check_reports_the_release_and_api_version(release):
+    result = clusters.as_user([clusters.runtime(release), "check"])
+    text = result.stdout.decode()
+    assert result.returncode == 0, text + result.stderr.decode()
+    assert "API version:         %s" % clusters.fact(release, "API") in text, text
+    assert "slurmrestd release:  %s" % clusters.fact(release, "SLURM_VERSION") in text, text
+    assert clusters.fact(release, "REST_URL") in text and "ready to submit" in text, text
+
+
+def test_echo(engine):
+    result = engine(*RUN, IMAGE, "echo", "hello")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"hello\n"
+
+
+def test_exit_code_is_the_containers(engine):
+    result = engine(*RUN, IMAGE, "sh", "-c", "exit 7")
+    assert result.returncode == 7, result.stderr
+
+
+def test_death_by_signal_is_128_plus_n(engine):
+    # In its own pid namespace the shell is pid 1 and would ignore TERM.
+    result = engine(*RUN, IMAGE, "sh", "-c", "sleep 30 & kill -TERM $!; wait $!; exit $?")
+    assert result.returncode == 143, result.stderr
+
+
+def test_stdin_reaches_the_container(engine):
+    data = b"abc" * 100000
+    result = engine("run", "--rm", "-i", "--network=none", IMAGE, "md5sum", input=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == hashlib.md5(data).hexdigest().encode()
+
+
+def test_stdout_and_stderr_stay_apart(engine):
+    result = engine(*RUN, IMAGE, "sh", "-c", "echo out; echo err >&2; echo out2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"out\nout2\n"
+    assert result.stderr == b"err\n"
+
+
+def test_the_job_runs_on_the_releases_cluster(engine):
+    def jobs():
+        return set(clusters.slurm(engine.release, "squeue", "-h", "-t", "all", "-u",
+                                  engine.user, "-o", "%i %N").stdout.splitlines())
+
+    before = jobs()
+    result = engine(*RUN, IMAGE, "true")
+    assert result.returncode == 0, result.stderr
+    new = jobs() - before
+    assert [line.split()[1] for line in new] == [clusters.fact(engine.release, "NODE")], new
+
+
+def test_the_node_sees_none_of_this_hosts_files(release):
+    # So the rootfs can only have come by transfer.
+    node = clusters.node_root(release)
+    for path in (clusters.HOME, "/run/user/%d" % clusters.UID, "/var/lib/scrun-testbed",
+                 "/opt/scrun-rest"):
+        assert not os.path.exists(node + path), path
+    with open(node + "/etc/os-release") as handle:
+        assert "VERSION_CODENAME=%s" % release in handle.read()
