@@ -7,7 +7,6 @@ the exit status. Python 3.6+, stdlib only.
 """
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -153,7 +152,7 @@ class Task:
         except (OSError, ValueError, KeyError, oci_conf.PatternError) as exc:
             self.plan, problem = None, (126, "cannot prepare the container: %s" % exc)
         if problem is None:
-            problem = _check_runtime(self.plan.command)
+            problem = task_bundle.check_runtime(self.plan.command)
         if problem is None and self._removes_container():
             leftovers.record_container(self.workdir, self.plan.values)
         if problem:
@@ -424,25 +423,6 @@ def _kill_wait():
         return max(1, int(value.split()[0]))
     except (OSError, UnicodeDecodeError, ValueError, IndexError):
         return 30
-
-
-def _check_runtime(command):
-    """Fail early, as runc would at create, when the runtime is missing."""
-    import shlex
-    try:
-        program = shlex.split(command)[0]
-    except (ValueError, IndexError):
-        return 126, "cannot parse the runtime command %r" % command
-    if "/" in program:
-        if os.path.isfile(program) and not os.access(program, os.X_OK):
-            return 126, "%s: permission denied on node %s (not executable)" % (
-                program, socket.gethostname())
-        found = os.path.isfile(program)
-    else:
-        found = shutil.which(program) is not None
-    if not found:
-        return 127, "%s: executable file not found on node %s" % (program, socket.gethostname())
-    return None
 
 
 def run_task():

@@ -8,6 +8,8 @@ patterns, run or create/start. Python 3.6+, stdlib only.
 import json
 import os
 import re
+import shlex
+import shutil
 import socket
 
 from scrun_rest.agent import node_config, oci_conf, runtime_root
@@ -106,3 +108,21 @@ def write_private(path, text):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+
+
+def check_runtime(command):
+    """Fail early, as runc would at create, when the runtime is missing."""
+    try:
+        program = shlex.split(command)[0]
+    except (ValueError, IndexError):
+        return 126, "cannot parse the runtime command %r" % command
+    if "/" in program:
+        if os.path.isfile(program) and not os.access(program, os.X_OK):
+            return 126, "%s: permission denied on node %s (not executable)" % (
+                program, socket.gethostname())
+        found = os.path.isfile(program)
+    else:
+        found = shutil.which(program) is not None
+    if not found:
+        return 127, "%s: executable file not found on node %s" % (program, socket.gethostname())
+    return None
