@@ -15,6 +15,10 @@ import socket
 from scrun_rest.bundle import manifest, pack, safe_extract, tree_changes, tree_probe
 
 
+# How long a node whose copy broke off waits for the anchor's reason.
+ANCHOR_REASON_WAIT = 2.0
+
+
 class TransferFailed(Exception):
     """A copy this node needs did not arrive whole; the text says why."""
 
@@ -37,7 +41,8 @@ class NodeCopies:
 
     def fetch(self, dial, send, receive):
         """Bring every needed item over; raises TransferFailed.
-        receive(): the anchor's next message on the control link, or None."""
+        receive(timeout=None): the anchor's next message on the control
+        link, or None (the link ended, or nothing came in time)."""
         needed = self.needed()
         if not needed:
             return
@@ -58,7 +63,9 @@ class NodeCopies:
                     safe_extract.extract(sock.makefile("rb"), root)
                     self._confirmed(item, receive)
             except (safe_extract.ExtractError, OSError, ValueError, EOFError) as exc:
-                raise TransferFailed(self._failed(item, exc))
+                # A stream cut short on the anchor's side: its word says why.
+                raise TransferFailed(self._anchor_reason(item, receive)
+                                     or self._failed(item, exc))
             finally:
                 sock.close()
             self.fetched.append((item, root))
@@ -96,6 +103,15 @@ class NodeCopies:
                     raise TransferFailed(message["error"])
                 return
             # Signals and window sizes wait for the runtime (task.py).
+
+    def _anchor_reason(self, item, receive):
+        """The anchor's error for this item, if it sends one soon."""
+        message = receive(ANCHOR_REASON_WAIT)
+        while message is not None and message["t"] != "bundle_sent":
+            message = receive(ANCHOR_REASON_WAIT)
+        if message is not None and message["item"] == item["id"]:
+            return message.get("error")
+        return None
 
     def _failed(self, item, exc):
         return "cannot copy %s to node %s: %s" % (item["path"], self.node, describe(exc))

@@ -227,14 +227,18 @@ class Task:
             _log_protocol_error(exc)
             return False
 
-    def _receive(self):
-        """The anchor's next message, checked; None when the link ended."""
+    def _receive(self, timeout=None):
+        """The anchor's next message, checked; None when the link ended (or,
+        with a timeout, when nothing came in time: the task then ends)."""
         try:
+            self.control.settimeout(timeout)
             message = wire.recv(self.control)
             return None if message is None else messages.check(messages.ANCHOR_TO_TASK,
                                                                message)
         except (OSError, wire.TunnelError, messages.ProtocolError):
             return None
+        finally:
+            self.control.settimeout(None)
 
     def _wait_for_go(self):
         """True at go; False at abort or when the link ends."""

@@ -104,9 +104,9 @@ class TaskTransfer:
             error = "cannot copy %s to node %s: %s" % (exc.path, self.node, exc.why)
             log.error("%s", error)
         except OSError as exc:
-            # The task went away mid-transfer: it says why, if it can.
-            log.warning("sending %s ended early: %s", item["path"], exc)
-            return
+            # The task went away mid-transfer (it says why), or we failed.
+            error = "cannot copy %s to node %s: %s" % (item["path"], self.node, exc)
+            log.warning("%s", error)
         finally:
             _close(sock)
         self.notify(messages.make(messages.ANCHOR_TO_TASK, "bundle_sent", item=item["id"],
@@ -136,8 +136,8 @@ class TaskTransfer:
             error = "cannot copy %s to node %s: %s" % (exc.path, self.node, exc.why)
             log.error("%s", error)
         except (OSError, ValueError, EOFError) as exc:
-            log.warning("sending %s ended early: %s", item["path"], exc)
-            return
+            error = "cannot copy %s to node %s: %s" % (item["path"], self.node, exc)
+            log.warning("%s", error)
         finally:
             _close(sock)
         self.notify(messages.make(messages.ANCHOR_TO_TASK, "bundle_sent", item=item["id"],

@@ -103,4 +103,7 @@ def test_a_cached_start_costs_little_over_a_shared_filesystem(cached):
     never, always = (statistics.median(timings[m]) for m in ("never", "always"))
     print("run --rm true: shared %.2f s, cached copy %.2f s (+%.2f s)"
           % (never, always, always - never))
-    assert always - never <= 0.1 + 0.1 * never  # Slurm's batch start varies by 10%
+    # The 0.1 s is the benchmark's to show (contrib/bench, many
+    # runs); here slurmctld's one-second scheduling loop moves either median
+    # by up to half a second, so only a gross cost fails.
+    assert always - never <= 0.6
