@@ -3,8 +3,9 @@
 #
 #   daemons.sh start|stop|restart|status [NAME...]
 #
-# NAME: munge slurmctld slurmd slurmrestd containerd dockerd, or the groups
-# slurm (munge..slurmrestd), docker (containerd dockerd), all (default).
+# NAME: munge slurmctld slurmd slurmrestd containerd dockerd dockerd-overlay2
+# (the second dockerd, overlay2 storage, on the same containerd), or the groups
+# slurm (munge..slurmrestd), docker (containerd and both dockerds), all (default).
 # start waits until the daemon answers and fails if it does not; it is a
 # no-op for a daemon that is already running. Daemons are detached (own
 # session, stdio on log files), so callers such as pytest are not held up.
@@ -14,7 +15,7 @@ set -euo pipefail
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 
 START_TIMEOUT=${TB_START_TIMEOUT:-60}
-ALL=(munge slurmctld slurmd slurmrestd containerd dockerd)
+ALL=(munge slurmctld slurmd slurmrestd containerd dockerd dockerd-overlay2)
 
 pidfile_of() {
     case $1 in
@@ -28,6 +29,7 @@ pidfile_of() {
 comm_of() {
     case $1 in
         munge) echo munged ;;
+        dockerd-overlay2) echo dockerd ;;
         *) echo "$1" ;;
     esac
 }
@@ -44,6 +46,16 @@ pid_of() {
 }
 
 is_running() { pid_of "$1" >/dev/null; }
+
+# dockerd refuses to start while its own pid file names a live process, even
+# an unrelated one that reuses a dead dockerd's pid.
+clear_stale_docker_pid() {
+    local old
+    old=$(tr -dc 0-9 2>/dev/null <"$1" || true)
+    if [[ -n $old && $(cat "/proc/$old/comm" 2>/dev/null) != dockerd ]]; then
+        rm -f "$1"
+    fi
+}
 
 
 # Run a non-forking daemon in its own session, pid in TB_RUN, output in LOG.
@@ -111,16 +123,21 @@ start_one() {
             ;;
         dockerd)
             is_running containerd || die "dockerd needs containerd"
-            # dockerd refuses to start while its own pid file names a live
-            # process, even an unrelated one that reuses a dead dockerd's pid.
-            local old
-            old=$(tr -dc 0-9 </var/run/docker.pid 2>/dev/null || true)
-            if [[ -n $old && $(cat "/proc/$old/comm" 2>/dev/null) != dockerd ]]; then
-                rm -f /var/run/docker.pid
-            fi
+            clear_stale_docker_pid /var/run/docker.pid
             spawn dockerd /var/log/dockerd.log /usr/sbin/dockerd \
                 --containerd=/run/containerd/containerd.sock
             wait_for "$START_TIMEOUT" "dockerd (docker info)" /usr/bin/docker info
+            ;;
+        dockerd-overlay2)
+            # Everything else (storage, roots, socket, namespace) is in its
+            # config file (setup.sh).
+            is_running containerd || die "dockerd-overlay2 needs containerd"
+            [[ -f $TB_DOCKER_OVERLAY2_CONF ]] || die "no $TB_DOCKER_OVERLAY2_CONF: run setup.sh"
+            clear_stale_docker_pid "$TB_DOCKER_OVERLAY2_PIDFILE"
+            spawn dockerd-overlay2 /var/log/dockerd-overlay2.log /usr/sbin/dockerd \
+                --config-file="$TB_DOCKER_OVERLAY2_CONF"
+            wait_for "$START_TIMEOUT" "dockerd-overlay2 (docker -H $TB_DOCKER_OVERLAY2_HOST info)" \
+                /usr/bin/docker -H "$TB_DOCKER_OVERLAY2_HOST" info
             ;;
         *) die "unknown daemon $name" ;;
     esac
@@ -149,9 +166,9 @@ stop_one() {
 status_one() {
     local pid
     if pid=$(pid_of "$1"); then
-        printf '%-11s running (pid %s)\n' "$1" "$pid"
+        printf '%-16s running (pid %s)\n' "$1" "$pid"
     else
-        printf '%-11s stopped\n' "$1"
+        printf '%-16s stopped\n' "$1"
         return 1
     fi
 }
@@ -162,9 +179,9 @@ expand() {
         case $n in
             all) printf '%s\n' "${ALL[@]}" ;;
             slurm) printf '%s\n' munge slurmctld slurmd slurmrestd ;;
-            docker) printf '%s\n' containerd dockerd ;;
+            docker) printf '%s\n' containerd dockerd dockerd-overlay2 ;;
             munge|munged) echo munge ;;
-            slurmctld|slurmd|slurmrestd|containerd|dockerd) echo "$n" ;;
+            slurmctld|slurmd|slurmrestd|containerd|dockerd|dockerd-overlay2) echo "$n" ;;
             *) die "unknown daemon '$n' (want: ${ALL[*]} slurm docker all)" ;;
         esac
     done

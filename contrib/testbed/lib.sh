@@ -28,6 +28,15 @@ TB_IMAGE=localhost/busybox
 TB_ROOTFS=/var/lib/scrun-testbed/busybox-rootfs
 TB_STATE=/var/lib/scrun-testbed
 TB_RUN=/run/scrun-testbed          # our pid files
+# A second dockerd with docker's default storage driver (overlay2), beside
+# the vfs one: its own data, exec root, socket and containerd namespace, on
+# the same containerd.
+TB_DOCKER_OVERLAY2_CONF=/etc/docker/daemon-overlay2.json
+TB_DOCKER_OVERLAY2_HOST=unix:///run/docker-overlay2.sock
+TB_DOCKER_OVERLAY2_DATA=/var/lib/docker-overlay2
+TB_DOCKER_OVERLAY2_EXEC=/run/docker-overlay2
+TB_DOCKER_OVERLAY2_PIDFILE=/run/docker-overlay2.pid
+TB_DOCKER_OVERLAY2_NAMESPACE=moby-overlay2
 TB_LOG=/var/log/slurm
 # The Debian roots with today's Slurm releases (roots.sh); each has a
 # runtime wrapper TB_ROOTS_STATE/RELEASE/scrun-rest, registered with docker

@@ -8,7 +8,9 @@
 #     debug (default) and other), slurmrestd on 127.0.0.1:6820 with JWT auth
 #   users scruntest (2000) and scrunother (2001), with subuids and /run/user/UID;
 #     scrunbare (2002) without /run/user/UID, as a user who never logged in
-#   rootless podman for scruntest, rootful podman, docker (dockerd + containerd),
+#   rootless podman for scruntest, rootful podman, docker (dockerd + containerd,
+#     vfs storage) and a second dockerd with docker's default overlay2 storage
+#     (socket $TB_DOCKER_OVERLAY2_HOST, same containerd, its own namespace),
 #     each with the image localhost/busybox and the runtime "scrun-rest"
 #   /opt/scrun-rest: the runtime's venv (install-runtime.sh)
 #   /etc/scrun-rest/scrun-rest.conf and ~scruntest/.config/scrun-rest/
@@ -30,7 +32,7 @@ on_exit() {
     local rc=$? f
     ((rc == 0)) && return
     for f in "$TB_LOG"/slurmctld.log "$TB_LOG"/slurmd.log "$TB_LOG"/slurmrestd.log \
-             /var/log/containerd.log /var/log/dockerd.log; do
+             /var/log/containerd.log /var/log/dockerd.log /var/log/dockerd-overlay2.log; do
         [[ -s $f ]] || continue
         printf '\n---- last lines of %s\n' "$f" >&2
         tail -n 15 "$f" >&2
@@ -322,6 +324,7 @@ check_podman "rootful" env
 
 # ---------------------------------------------------------------------------
 DOCKER_OK=skipped
+DOCKER_OVERLAY2_OK=skipped
 if [[ ${TB_SKIP_DOCKER:-0} != 1 ]]; then
     stage "docker (containerd + dockerd)"
     # The Debian roots' clusters (roots.sh) have runtimes of their own; dockerd
@@ -330,36 +333,70 @@ if [[ ${TB_SKIP_DOCKER:-0} != 1 ]]; then
     for rel in $TB_ROOT_RELEASES; do
         root_runtimes+=", \"scrun-rest-$rel\": {\"path\": \"$TB_ROOTS_STATE/$rel/scrun-rest\"}"
     done
-    install_if_changed /etc/docker/daemon.json root:root 0644 <<EOF && "$DAEMONS" stop dockerd
-{
-    "storage-driver": "vfs",
+    # What both dockerds' daemon.json hold besides their storage and paths.
+    docker_common=$(cat <<EOF
     "iptables": false,
     "ip6tables": false,
     "bridge": "none",
     "default-ulimits": {"nofile": {"Name": "nofile", "Hard": $NOFILE_MAX, "Soft": $NOFILE_MAX}},
     "runtimes": {"scrun-rest": {"path": "$TB_VENV/bin/scrun-rest"}$root_runtimes}
+EOF
+)
+    install_if_changed /etc/docker/daemon.json root:root 0644 <<EOF && "$DAEMONS" stop dockerd
+{
+    "storage-driver": "vfs",
+$docker_common
 }
 EOF
+    # The second dockerd: docker's default storage driver, every path of its
+    # own, and its own namespace in the same containerd (so neither daemon
+    # sees the other's containers). Its runtime state (the runtime's --root)
+    # is then $TB_DOCKER_OVERLAY2_EXEC/runtime-runc/$TB_DOCKER_OVERLAY2_NAMESPACE.
+    install_if_changed "$TB_DOCKER_OVERLAY2_CONF" root:root 0644 <<EOF && "$DAEMONS" stop dockerd-overlay2
+{
+    "storage-driver": "overlay2",
+    "data-root": "$TB_DOCKER_OVERLAY2_DATA",
+    "exec-root": "$TB_DOCKER_OVERLAY2_EXEC",
+    "pidfile": "$TB_DOCKER_OVERLAY2_PIDFILE",
+    "hosts": ["$TB_DOCKER_OVERLAY2_HOST"],
+    "containerd": "/run/containerd/containerd.sock",
+    "containerd-namespace": "$TB_DOCKER_OVERLAY2_NAMESPACE",
+    "containerd-plugins-namespace": "plugins.$TB_DOCKER_OVERLAY2_NAMESPACE",
+$docker_common
+}
+EOF
+    # docker_setup NAME DRIVER [DOCKER OPTIONS...]: start the daemon, import
+    # the image, run a container with runc, and check the storage driver.
     docker_setup() {
-        "$DAEMONS" start containerd dockerd || return 1
-        if ! /usr/bin/docker image inspect "$TB_IMAGE" >/dev/null 2>&1; then
-            /usr/bin/docker import - "$TB_IMAGE" <"$ROOTFS_TAR" >/dev/null || return 1
-            note "imported $TB_IMAGE for docker"
+        local name=$1 want=$2 t out driver
+        shift 2
+        "$DAEMONS" start containerd "$name" || return 1
+        driver=$(/usr/bin/docker "$@" info -f '{{.Driver}}' 2>&1) || return 1
+        [[ $driver == "$want" ]] || { note "$name runs storage driver $driver, not $want"; return 1; }
+        if ! /usr/bin/docker "$@" image inspect "$TB_IMAGE" >/dev/null 2>&1; then
+            /usr/bin/docker "$@" import - "$TB_IMAGE" <"$ROOTFS_TAR" >/dev/null || return 1
+            note "imported $TB_IMAGE for $name"
         fi
-        local t out
         t=$(date +%s.%N)
-        out=$(/usr/bin/docker run --rm --network=none "$TB_IMAGE" echo hello 2>&1) || {
-            note "docker run failed: $out"
+        out=$(/usr/bin/docker "$@" run --rm --network=none "$TB_IMAGE" echo hello 2>&1) || {
+            note "$name: docker run failed: $out"
             return 1
         }
-        [[ $out == hello ]] || { note "docker run printed: $out"; return 1; }
-        note "docker run --rm --network=none $TB_IMAGE echo hello (runc): ok ($(since "$t") s)"
+        [[ $out == hello ]] || { note "$name: docker run printed: $out"; return 1; }
+        note "$name ($driver): docker run --rm --network=none $TB_IMAGE echo hello (runc): ok ($(since "$t") s)"
     }
-    if docker_setup; then
+    if docker_setup dockerd vfs; then
         DOCKER_OK=yes
     else
         DOCKER_OK=no
         note "docker does not work here; see /var/log/dockerd.log and /var/log/containerd.log"
+        [[ ${TB_REQUIRE_DOCKER:-0} == 1 ]] && die "docker is required (TB_REQUIRE_DOCKER=1)"
+    fi
+    if docker_setup dockerd-overlay2 overlay2 -H "$TB_DOCKER_OVERLAY2_HOST"; then
+        DOCKER_OVERLAY2_OK=yes
+    else
+        DOCKER_OVERLAY2_OK=no
+        note "docker with overlay2 does not work here; see /var/log/dockerd-overlay2.log"
         [[ ${TB_REQUIRE_DOCKER:-0} == 1 ]] && die "docker is required (TB_REQUIRE_DOCKER=1)"
     fi
 fi
@@ -428,6 +465,9 @@ TB_ROOTFS_TAR=$ROOTFS_TAR
 TB_VENV=$TB_VENV
 TB_DAEMONS=$DAEMONS
 TB_DOCKER=$DOCKER_OK
+TB_DOCKER_OVERLAY2=$DOCKER_OVERLAY2_OK
+TB_DOCKER_OVERLAY2_HOST=$TB_DOCKER_OVERLAY2_HOST
+TB_DOCKER_OVERLAY2_ROOT=$TB_DOCKER_OVERLAY2_EXEC/runtime-runc/$TB_DOCKER_OVERLAY2_NAMESPACE
 TB_ROOTLESS_NETNS=$(cat "$NETNS_FILE")
 EOF
 mv "$TB_STATE/testbed.env.tmp" "$TB_STATE/testbed.env"
@@ -439,7 +479,7 @@ out=$(as_user "$TB_USER" podman --runtime "$TB_VENV/bin/scrun-rest" run --rm "$T
 [[ $out == hello ]] || die "podman --runtime scrun-rest run printed: $out"
 echo "$out"
 
-stage "testbed ready (docker: $DOCKER_OK; settings in $TB_STATE/testbed.env)"
+stage "testbed ready (docker: $DOCKER_OK, overlay2: $DOCKER_OVERLAY2_OK; settings in $TB_STATE/testbed.env)"
 "$DAEMONS" status || true
 
 # ---------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class NodeCopies:
                 config["root"] = dict(config.get("root") or {}, path=local)
             elif 0 < item["id"] <= len(mounts):
                 mounts[item["id"] - 1]["source"] = local
+                keep_locked_flags(mounts[item["id"] - 1], local)
         if mounts:
             config["mounts"] = mounts
         return config
@@ -169,6 +170,29 @@ class NodeCopies:
                     pass
                 sock.close()
         return problems
+
+
+# Flags of the scratch filesystem a user namespace may not drop from a bind
+# of it (the kernel locks them): a remount of the bind that leaves them out,
+# as runc's for a read-only volume, fails with EPERM. The bind has them
+# anyway, so naming them changes nothing else.
+LOCKED_FLAGS = ((os.ST_NOSUID, "nosuid", "suid"), (os.ST_NODEV, "nodev", "dev"),
+                (os.ST_NOEXEC, "noexec", "exec"))
+
+
+def keep_locked_flags(mount, path):
+    """Add to a bind mount of a copy the locked flags of the copy's
+    filesystem (a node's /tmp is often nosuid,nodev), unless it says
+    otherwise itself."""
+    try:
+        flags = os.statvfs(path).f_flag
+    except OSError:
+        return
+    options = mount.get("options") or []
+    added = [name for bit, name, opposite in LOCKED_FLAGS
+             if flags & bit and name not in options and opposite not in options]
+    if added:
+        mount["options"] = list(options) + added
 
 
 def describe(exc):

@@ -172,6 +172,11 @@ class TaskTransfer:
         return [self.offered[i]["path"] for i in sorted(self.fetched)
                 if self.offered[i]["writeback"] and i not in self.reports]
 
+    def unapplied(self):
+        """Writeback items fetched whose changes are not (yet) applied."""
+        return [self.offered[i]["path"] for i in sorted(self.fetched)
+                if self.offered[i]["writeback"] and i not in self.written]
+
     def wait_applied(self, timeout, link_closed):
         """Block until every reported write-back is applied (a thread).
         link_closed(): the task's link is gone, so a write-back whose
@@ -211,6 +216,22 @@ def settle(links, timeout=3600.0):
         lines += ["the container's changes to %s on node %s were not copied back: the "
                   "node's task ended without sending them" % (path, link.node)
                   for path in transfer.unreported()]
+    return lines
+
+
+def abandoned(links):
+    """A session that ends before its tasks said how they ended (its
+    agent's node lost, the anchor interrupted): which write-backs did not
+    happen. Nothing waits for them."""
+    lines = []
+    for link in links:
+        transfer = link.transfer
+        if transfer is None or not link.started:
+            continue
+        lines += transfer.failures
+        lines += ["the container's changes to %s on node %s were not copied back: the "
+                  "container ended without them" % (path, link.node)
+                  for path in transfer.unapplied()]
     return lines
 
 

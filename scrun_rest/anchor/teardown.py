@@ -8,6 +8,7 @@ or record the exit status as stopped for podman and docker to read.
 import asyncio
 import logging
 
+from scrun_rest.anchor import bundle_server
 from scrun_rest.anchor.spool import remove_quietly
 from scrun_rest.errors import UserError
 
@@ -46,6 +47,10 @@ async def tear_down(anchor, code, error):
     if main is not None:
         if error:
             main.write_local_error(error)
+        if not main.ended.is_set():
+            # Its end never came through end_session (and settle).
+            for line in bundle_server.abandoned(main.tasks.values()):
+                main.write_local_error(line)
         await main.flush_local()
     anchor.life.torn_down()
     anchor.write_state()

@@ -16,20 +16,22 @@ import pytest
 
 from . import testbed
 from .testbed import IMAGE, Terminal, user_jobs, wait_until
-from .transfer_ways import ROOT_SOURCE, way
-from .user_config import all_user_jobs, clear_compute_leftovers, compute_leftovers, new_job
+from .transfer_ways import ROOT_SOURCE, run_as_root, unavailable, way
+from .user_config import (all_user_jobs, clear_compute_leftovers, compute_leftovers, new_job,
+                          root_config)
 
 RUN = ("run", "--rm", "--network=none")
 WAYS = ("podman-overlay-auto", "podman-vfs-always", "podman-rootful-overlay-always",
-        "docker-always")
+        "docker-always", "docker-overlay2-always")
 
 
 @pytest.fixture(scope="module", params=WAYS)
 def store(request):
-    if request.param.startswith("docker") and not testbed.docker_available():
+    why = unavailable(request.param)
+    if why:
         if os.environ.get("CI"):
-            pytest.fail("dockerd is not running")
-        pytest.skip("dockerd is not running")
+            pytest.fail(why)
+        pytest.skip(why)
     with way(request.param) as found:
         yield found
 
@@ -218,3 +220,23 @@ def test_a_node_scratch_too_small_fails_cleanly(store, clean_after):
     finally:
         subprocess.run(["umount", small])
         os.rmdir(small)
+
+
+def test_docker_overlay2_auto_uses_the_rootfs_in_place():
+    """dockerd mounts an overlay2 rootfs in the host's own mount namespace,
+    which this testbed's node (the same host) shares: auto's probe finds
+    the same content there and copies nothing, so the container's / is
+    docker's merged overlay itself. (With nodes of their own, as in
+    tests/multinode, it is copied.)"""
+    why = unavailable("docker-overlay2-always")
+    if why:
+        pytest.skip(why)
+    docker = ["/usr/bin/docker", "-H", testbed.DOCKER_OVERLAY2_HOST]
+    with root_config(BundleTransfer="auto"):
+        result = run_as_root(docker + ["run", "--runtime", "scrun-rest", "--rm",
+                                       "--network=none", IMAGE, "sh", "-c",
+                                       "%s; grep ' / / ' /proc/self/mountinfo" % ROOT_SOURCE])
+    assert result.returncode == 0, result.stderr
+    source, mount = result.stdout.decode().splitlines()
+    assert source == "/" and " - overlay overlay " in mount, result.stdout
+    assert wait_until(lambda: not user_jobs("root"), 20), user_jobs("root")

@@ -82,6 +82,11 @@ def podman(*args, input=None, timeout=120, runtime=RUNTIME):
 
 
 DOCKER_ROOT = "/var/run/docker/runtime-runc/moby"
+# The second dockerd, with docker's default storage driver (overlay2): its
+# socket, and where it has the runtime keep its state (--root).
+DOCKER_OVERLAY2_HOST = FACTS.get("TB_DOCKER_OVERLAY2_HOST", "unix:///run/docker-overlay2.sock")
+DOCKER_OVERLAY2_ROOT = FACTS.get("TB_DOCKER_OVERLAY2_ROOT",
+                                 "/run/docker-overlay2/runtime-runc/moby-overlay2")
 
 
 def docker_argv(*args):
@@ -98,8 +103,9 @@ def docker(*args, input=None, timeout=120):
                           timeout=timeout, cwd="/tmp")
 
 
-def docker_available():
-    return subprocess.run(["/usr/bin/docker", "info"], capture_output=True).returncode == 0
+def docker_available(host=None):
+    argv = ["/usr/bin/docker"] + (["-H", host] if host else []) + ["info"]
+    return subprocess.run(argv, capture_output=True).returncode == 0
 
 
 def admin_token(user="root", lifespan=600):

@@ -65,6 +65,16 @@ class Way:
         return self.name
 
 
+def unavailable(name):
+    """Why the way cannot run on this testbed, or None."""
+    if name.startswith("docker-overlay2"):
+        if not testbed.docker_available(testbed.DOCKER_OVERLAY2_HOST):
+            return "the overlay2 dockerd (%s) is not running" % testbed.DOCKER_OVERLAY2_HOST
+    elif name.startswith("docker") and not testbed.docker_available():
+        return "dockerd is not running"
+    return None
+
+
 @contextlib.contextmanager
 def way(name):
     """One Way, its store made for the test module and removed after."""
@@ -98,5 +108,11 @@ def way(name):
     elif name == "docker-always":
         yield Way(name, "root", ["/usr/bin/docker"], {"BundleTransfer": "always"},
                   testbed.DOCKER_ROOT)
+    elif name == "docker-overlay2-always":
+        # No -auto: dockerd mounts the merged rootfs in the host's mount
+        # namespace, where this testbed's node sees it, so auto uses it in
+        # place (test_docker_overlay2_auto_uses_the_rootfs_in_place).
+        yield Way(name, "root", ["/usr/bin/docker", "-H", testbed.DOCKER_OVERLAY2_HOST],
+                  {"BundleTransfer": "always"}, testbed.DOCKER_OVERLAY2_ROOT)
     else:
         raise ValueError(name)

@@ -13,7 +13,8 @@ import tempfile
 
 # The same test user, image and helpers as tests/e2e (SCRUN_TEST_USER picks
 # a developer's own user).
-from e2e.testbed import HOME, IMAGE, RUNTIME_DIR, SPOOL_ROOT, UID, USER, wait_until  # noqa: F401
+from e2e.testbed import (HOME, IMAGE, RUNTIME_DIR, SPOOL_ROOT, UID, USER,  # noqa: F401
+                         user_command, wait_until)
 
 ENV_FILE = "/var/lib/scrun-testbed/multinode.env"
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
@@ -72,6 +73,13 @@ def podman_popen(*args, runtime=None):
     base += ["%s=%s" % kv for kv in RUNTIME_ENV.items()]
     return subprocess.Popen(base + ["podman", "--runtime", runtime] + list(args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/tmp")
+
+
+def login_command(argv):
+    """argv on the login host as the test user, exec'd in place so that a
+    terminal it runs on is its own (e2e.testbed.user_command, in login's
+    network)."""
+    return ["nsenter", "--net=/run/netns/login"] + user_command(argv)
 
 
 def slurm(*argv, user=None):

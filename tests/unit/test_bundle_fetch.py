@@ -1,0 +1,49 @@
+"""NodeCopies.localize: config.json with the node's copies in place
+(agent/bundle_fetch.py)."""
+import os
+
+from scrun_rest.agent import bundle_fetch
+
+
+class FakeStatvfs:
+    def __init__(self, f_flag):
+        self.f_flag = f_flag
+
+
+def copies_of(tmp_path, items):
+    copies = bundle_fetch.NodeCopies(items, str(tmp_path), "n1")
+    copies.fetched = [(item, str(tmp_path / "bundle" / str(item["id"]))) for item in items]
+    return copies
+
+
+CONFIG = {"root": {"path": "/host/rootfs"}, "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/w", "type": "bind", "source": "/host/dir", "options": ["rbind", "ro"]},
+    {"destination": "/x", "type": "bind", "source": "/host/x", "options": ["rbind", "exec"]},
+]}
+ITEMS = [{"id": 0, "path": "/host/rootfs", "what": "rootfs", "file": False},
+         {"id": 2, "path": "/host/dir", "what": "volume", "file": False},
+         {"id": 3, "path": "/host/x", "what": "volume", "file": False}]
+
+
+def test_a_copy_on_a_nosuid_nodev_noexec_scratch_keeps_those_flags(tmp_path, monkeypatch):
+    # A user namespace may not drop them: runc's read-only remount of /w
+    # would fail with EPERM without them.
+    monkeypatch.setattr(os, "statvfs", lambda path: FakeStatvfs(
+        os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC))
+    config = copies_of(tmp_path, ITEMS).localize(CONFIG)
+    proc, volume, other = config["mounts"]
+    assert volume["source"] == str(tmp_path / "bundle" / "2")
+    assert volume["options"] == ["rbind", "ro", "nosuid", "nodev", "noexec"]
+    # What the mount asks for itself stays as it is.
+    assert other["options"] == ["rbind", "exec", "nosuid", "nodev"]
+    assert proc == CONFIG["mounts"][0]
+    assert config["root"]["path"] == str(tmp_path / "bundle" / "0")
+    assert CONFIG["mounts"][1]["options"] == ["rbind", "ro"]
+
+
+def test_a_scratch_without_such_flags_leaves_the_options_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "statvfs", lambda path: FakeStatvfs(0))
+    config = copies_of(tmp_path, ITEMS).localize(CONFIG)
+    assert [m.get("options") for m in config["mounts"]] == \
+        [None, ["rbind", "ro"], ["rbind", "exec"]]
