@@ -23,7 +23,11 @@ Figures:
   start   `run --rm busybox true` with `always` (a few MB copied) and `auto`
           (a probe finds the store in place) against `never`
 
-Each round runs every command once, the order rotating from round to round.
+Each round runs every command once, the order rotating from round to round,
+and each run starts once Slurm lists no job of the user. Times are given
+twice: the whole run, and from the job's start (its batch script's start
+time in /proc) to the end, which leaves out the wait for slurmctld's
+scheduling loop: it wakes once a second, so any job waits 0.1-1 s for it.
 --py-spy PATH (a py-spy binary) adds one `always` run for each --tls, not
 counted, where py-spy records the anchor and the task shim, and prints
 where their samples ended. --quick: 200 MB, fewer runs.
@@ -157,10 +161,12 @@ def uptime():
 
 class CpuSampler:
     """CPU seconds of the user's anchor, the tar it runs and the task shim,
-    per thread, read from /proc every 0.1 s while a command runs; and how
-    long each tar lived (the transfer, give or take 0.1 s).
+    per thread, read from /proc every 0.1 s while a command runs; how long
+    each tar lived (the transfer, give or take 0.1 s); when the job's batch
+    script, the agent, started (job_start, s since boot).
     on_new(role, pid) is called once for each process found."""
 
+    AGENT = staticmethod(dict(bench.PeakMemory.ROLES)["agent"])
     TASK = staticmethod(dict(bench.PeakMemory.ROLES)["task"])
 
     def __init__(self, uid, on_new=None):
@@ -168,6 +174,7 @@ class CpuSampler:
         self.roles = {}                  # pid -> role, or None for others
         self.cpu = {}                    # (role, pid, tid) -> seconds
         self.tar_span = {}               # pid -> [start, last seen] (s since boot)
+        self.job_start = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -213,6 +220,10 @@ class CpuSampler:
                 role = "tar"
             elif self.TASK(comm, cmd):
                 role = "task"
+            elif self.AGENT(comm, cmd):
+                role = "agent"
+                start = int(fields[19]) / HZ
+                self.job_start = min(start, self.job_start or start)
         # A young process may still exec or rename itself: asked again.
         if role or now - int(fields[19]) / HZ > 2:
             self.roles[pid] = role
@@ -295,13 +306,47 @@ def summarize(path, top=12):
 
 # -- figures ------------------------------------------------------------------------
 
+def settled(user, timeout=20):
+    """Wait until Slurm lists no job of the user: a job's end goes on after
+    podman returns, and would otherwise slow the next run (by 0.25-0.3 s
+    here, a run after `never` or `auto` more than one after `always`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run(["squeue", "-h", "-u", user.name, "-o", "%i"],
+                                capture_output=True, text=True).stdout
+        if not listed.strip():
+            return
+        time.sleep(0.1)
+    say("jobs of %s still listed after %d s" % (user.name, timeout))
+
+
+class Run:
+    """One command, measured: wall (s), after_start (s from the job's start
+    to the end: without the wait for slurmctld's scheduling loop, which
+    wakes once a second and so adds 0.1-1 s to any wall), result, cpu
+    (CpuSampler.totals), sent (bytes anchors sent, or None)."""
+
+
 def measured(user, argv, wire, on_new=None):
-    """(wall seconds, CompletedProcess, CPU totals, bytes anchors sent)."""
+    """Run argv once the node is idle, watched."""
+    settled(user)
+    run = Run()
     before = wire.read()
     with CpuSampler(user.uid, on_new) as cpu:
-        took, result = user.timed(argv, timeout=900)
+        run.wall, run.result = user.timed(argv, timeout=900)
+        ended = uptime()
     after = wire.read()
-    return took, result, cpu.totals(), None if before is None else after - before
+    run.cpu, run.sent = cpu.totals(), None if before is None else after - before
+    run.after_start = ended - cpu.job_start if cpu.job_start else None
+    return run
+
+
+def extra(runs, base, field):
+    """The median over rounds of runs' field minus base's (None if unknown)."""
+    pairs = [(getattr(a, field), getattr(b, field)) for a, b in zip(runs, base)]
+    if any(None in pair for pair in pairs):
+        return None
+    return median([a - b for a, b in pairs])
 
 
 def rotated(commands, run):
@@ -341,57 +386,62 @@ def rootfs_rows(user, sizes, tls, wire, content, names, big, py_spy):
                 "always": podman(ways["always"], *RUN, BIG_IMAGE, "true"),
                 "cat": ["sh", "-c", cat]}
     user.run(commands["never"], timeout=900)  # warm: the first run after the import
-    walls = {name: [] for name in commands}
-    cpus = {name: [] for name in commands}
-    sent = {name: [] for name in commands}
-    streams = []
     if py_spy:  # a run of its own: the sampling slows what it watches
         spy = PySpy(py_spy, tls_name(tls))
         measured(user, commands["always"], wire, spy)
         spy.report()
+    done = {name: [] for name in commands}
+    streams = []
     for run in range(runs):
         for name, argv in rotated(commands, run):
-            took, result, cpu, moved = measured(user, argv, wire)
-            walls[name].append(took)
-            cpus[name].append(cpu)
-            sent[name].append(moved)
+            done[name].append(measured(user, argv, wire))
+            last = done[name][-1]
             if name == "cat":
-                count, rate = result.stdout.split()
+                count, rate = last.result.stdout.split()
                 if int(count) != big:
                     raise RuntimeError("cat moved %s bytes, not %d" % (count, big))
                 streams.append(float(rate))
-            say("  %s %s: %.2f s, tar %.2f s, anchors sent %s bytes"
-                % (tls_name(tls), name, took, cpu["tar time"], moved))
-    copy = median([a - n for a, n in zip(walls["always"], walls["never"])])
-    out = median([c - n for c, n in zip(walls["cat"], walls["never"])])
+            say("  %s %s: %.2f s, %s s after the job started, tar %.2f s, anchors sent "
+                "%s bytes" % (tls_name(tls), name, last.wall, _seconds(last.after_start),
+                              last.cpu["tar time"], last.sent))
     label = "%s, %d MB" % (tls_name(tls), big // 10**6)
-    rows = [
-        Row("rootfs transfer vs stdout MB/s, %s" % label, content / copy / 1e6,
-            big / out / 1e6, "ratio >= 0.8", better="higher", unit="MB/s", limit=0.8,
-            note="rootfs bytes / (always - never) wall of `run --rm IMAGE true`, vs the "
-                 "files' bytes / (`cat` of them - `true`) wall, both medians of %d "
-                 "alternating runs; %.2f s and %.2f s" % (runs, copy, out)),
-        Row("the same while tar ran vs stdout first byte to EOF, %s" % tls_name(tls),
-            content / median([c["tar time"] for c in cpus["always"]]) / 1e6,
-            median(streams), better="higher", unit="MB/s",
-            note="the transfer alone (the anchor's tar from start to exit, sampled every "
-                 "0.1 s) vs stream_meter's rate of the cat"),
-    ]
-    if None not in sent["always"] + sent["never"]:
-        extra = median([a - n for a, n in zip(sent["always"], sent["never"])])
-        rows.append(Row("bytes anchors sent per rootfs byte, %s" % tls_name(tls),
-                        extra / content, note="iptables counter on the tunnel's ports "
-                        "(packets with their headers), always minus never: %d bytes for %d"
-                        % (extra, content)))
+    rows = []
+    for field, words in (("wall", "whole run"), ("after_start", "job start to exit")):
+        copy = extra(done["always"], done["never"], field)
+        out = extra(done["cat"], done["never"], field)
+        if copy is None or out is None:
+            continue
+        rows.append(Row("rootfs copy vs stdout MB/s, %s, %s" % (label, words),
+                        content / copy / 1e6, big / out / 1e6, "ratio >= 0.8",
+                        better="higher", unit="MB/s", limit=0.8,
+                        note="rootfs bytes / (always - never) of `run --rm IMAGE true`, vs "
+                             "the files' bytes / (`cat` of them - `true`), medians over %d "
+                             "rounds of the differences: %.2f s and %.2f s"
+                             % (runs, copy, out)))
+    rows.append(Row("the same while tar ran vs stdout first byte to EOF, %s" % tls_name(tls),
+                    content / median([r.cpu["tar time"] for r in done["always"]]) / 1e6,
+                    median(streams), better="higher", unit="MB/s",
+                    note="the copy alone (the anchor's tar from start to exit, sampled "
+                         "every 0.1 s) vs stream_meter's rate of the cat"))
+    sent = extra(done["always"], done["never"], "sent")
+    if sent is not None:
+        rows.append(Row("MB anchors sent for the rootfs vs its content, %s" % tls_name(tls),
+                        sent / 1e6, content / 1e6, unit="MB",
+                        note="iptables counter on the tunnel's ports (packets with their "
+                             "headers), always minus never: %d bytes for %d (%+.2f %%)"
+                             % (sent, content, 100.0 * (sent - content) / content)))
     parts = ("tar", "anchor", "task main", "task threads", "machine")
-    extra_cpu = {part: median([a[part] - n[part] for a, n in zip(cpus["always"],
-                                                                  cpus["never"])])
-                 for part in parts}
+    cpu = {part: median([a.cpu[part] - n.cpu[part]
+                         for a, n in zip(done["always"], done["never"])]) for part in parts}
     rows.append(Row("CPU s of the copy, %s: %s" % (tls_name(tls), " / ".join(parts)),
-                    " / ".join("%.2f" % extra_cpu[part] for part in parts),
+                    " / ".join("%.2f" % cpu[part] for part in parts),
                     note="always minus never, medians; task main unpacks, task threads "
                          "relay TLS; machine: all busy CPU (/proc/stat)"))
     return rows
+
+
+def _seconds(value):
+    return "?" if value is None else "%.2f" % value
 
 
 def figure_start(user, sizes, wire):
@@ -401,22 +451,28 @@ def figure_start(user, sizes, wire):
                                           TunnelPortRange="%d-%d" % PORTS),
                              *RUN, bench.IMAGE, "true")
                 for mode in ("never", "always", "auto")}
-    walls = {name: [] for name in commands}
-    sent = []
+    done = {name: [] for name in commands}
     for run in range(runs):
         for name, argv in rotated(commands, run):
-            took, _, _, moved = measured(user, argv, wire)
-            walls[name].append(took)
-            if name == "always":
-                sent.append(moved)
+            done[name].append(measured(user, argv, wire))
         say("  round %d: %s" % (run + 1, ", ".join(
-            "%s %.2f s" % (name, walls[name][-1]) for name in commands)))
-    never = median(walls["never"])
-    rows = [Row("run --rm busybox true, BundleTransfer=%s vs never" % mode,
-                median(walls[mode]), never, unit="s",
-                note="medians of %d alternating runs; %+.0f ms" % (
-                    runs, 1000 * (median(walls[mode]) - never)))
-            for mode in ("always", "auto")]
+            "%s %.2f s (%s after the job started)" % (
+                name, done[name][-1].wall, _seconds(done[name][-1].after_start))
+            for name in commands)))
+    rows = []
+    for mode in ("always", "auto"):
+        for field, words in (("wall", "whole run"), ("after_start", "job start to exit")):
+            ours = [getattr(r, field) for r in done[mode]]
+            base = [getattr(r, field) for r in done["never"]]
+            if None in ours + base:
+                continue
+            rows.append(Row("run --rm busybox true, %s vs never, %s" % (mode, words),
+                            median(ours), median(base), unit="s",
+                            note="medians of %d rotating rounds; %+.0f ms (median of the "
+                                 "rounds' differences %+.0f ms)" % (
+                                     runs, 1000 * (median(ours) - median(base)),
+                                     1000 * extra(done[mode], done["never"], field))))
+    sent = [r.sent for r in done["always"]]
     if None not in sent:
         rows.append(Row("bytes anchors sent, always (busybox)", median(sent),
                         note="iptables counter on the tunnel's ports, whole run"))
