@@ -319,16 +319,16 @@ def throughput(user, script, size):
     return size / took / 1e6, float(fields[1]) if len(fields) > 1 else None
 
 
-def plain_runtime(user):
-    """scrun-rest with the user's own settings but TunnelTls=no, as a
-    runtime path podman can be given: what the default TLS costs."""
-    home = os.path.join("/tmp", "scrun-bench-plain-%d" % user.uid)
+def runtime_with(user, name, **settings):
+    """scrun-rest with the user's own settings plus `settings`, as a
+    runtime path podman can be given (the user's file stays as it is)."""
+    home = os.path.join("/tmp", "scrun-bench-%s-%d" % (name, user.uid))
     os.makedirs(home, mode=0o700, exist_ok=True)
     with open(os.path.join(user.home, ".config/scrun-rest/scrun-rest.conf")) as handle:
-        settings = handle.read()
+        text = handle.read()
     conf = os.path.join(home, "scrun-rest.conf")
     with open(conf, "w") as handle:
-        handle.write(settings + "\nTunnelTls=no\n")
+        handle.write(text + "\n" + "".join("%s=%s\n" % kv for kv in settings.items()))
     wrapper = os.path.join(home, "scrun-rest")
     with open(wrapper, "w") as handle:
         handle.write("#!/bin/sh\nSCRUN_REST_CONF=%s exec %s \"$@\"\n" % (conf, RUNTIME))
@@ -344,7 +344,7 @@ def figure_io(user, sizes):
     say("io: %d x %d MB each way through scrun-rest (TLS and plain), runc and srun"
         % (runs, size // 10**6))
     meter = "| %s -c '%s'" % (PYTHON, STREAM_METER)
-    plain = plain_runtime(user)
+    plain = runtime_with(user, "plain", TunnelTls="no")  # what the default TLS costs
     out = {
         "scrun": " ".join(podman(RUNTIME, *RUN, IMAGE, "head", "-c", str(size), "/dev/zero"))
         + meter,
