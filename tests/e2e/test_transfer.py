@@ -186,8 +186,9 @@ def test_a_volume_over_the_limit_is_refused_before_any_job(store, clean_after, v
     assert all_user_jobs(store.user) == before
 
 
-def test_a_file_the_container_wrote_can_be_copied_out_after_exit(copying):
+def test_a_file_the_container_wrote_is_there_for_cp_start_and_commit(copying):
     name = "scrun-xfer-cp-%d" % os.getpid()
+    image = "localhost/scrun-xfer-committed-%d" % os.getpid()
     result = copying("run", "--name", name, "--network=none", IMAGE, "sh", "-c",
                      "echo made-on-node > /made.txt")
     try:
@@ -197,8 +198,13 @@ def test_a_file_the_container_wrote_can_be_copied_out_after_exit(copying):
         assert b"made-on-node" in copied.stdout
         again = copying("start", "-a", name)
         assert again.returncode == 0, again.stderr
+        committed = copying("commit", name, image)
+        assert committed.returncode == 0, committed.stderr
+        result = copying(*RUN, image, "cat", "/made.txt")
+        assert (result.returncode, result.stdout) == (0, b"made-on-node\n"), result.stderr
     finally:
         copying("rm", "-f", name)
+        copying("rmi", "-f", image)
 
 
 def test_a_node_scratch_too_small_fails_cleanly(store, clean_after):
