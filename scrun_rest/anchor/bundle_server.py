@@ -45,6 +45,7 @@ class TaskTransfer:
         self.receiving = set()     # write-back streams that came
         self.written = set()       # write-backs applied (or failed)
         self.failures = []         # lines for the user
+        self.waiting = {}          # stream -> (item, socket) come before its message
         self.done = threading.Condition()
 
     def fetch(self, ids):
@@ -52,6 +53,7 @@ class TaskTransfer:
         if unknown:
             return "asked for unknown bundle items %s" % unknown
         self.fetched.update(ids)
+        self._serve_waiting()
         return None
 
     def report_changes(self, item_id, deleted, changed):
@@ -60,7 +62,8 @@ class TaskTransfer:
             return "reported changes of item %d it did not fetch for write-back" % item_id
         self.reports[item_id] = (deleted, changed)
         if changed:
-            return None  # its stream brings the rest
+            self._serve_waiting()  # its stream brings the rest
+            return None
         if deleted:
             threading.Thread(target=self._write_back, args=(item, None), daemon=True).start()
         else:
@@ -68,31 +71,58 @@ class TaskTransfer:
         return None
 
     def accept(self, stream, sock):
-        """A transfer stream: True if it was expected (and is now served)."""
+        """A transfer stream: True if it was expected (and is now served,
+        or waits for the control message that makes it expected)."""
         kind, _, number = stream.partition("-")
-        if not number.isdigit():
-            return False
-        item = self.offered.get(int(number))
-        if item is None or item["id"] not in self.fetched:
+        item = self.offered.get(int(number)) if number.isdigit() else None
+        if item is None:
             return False
         # Served from a thread (and by tar itself): the loop's sockets are
         # non-blocking.
         sock.setblocking(True)
-        if stream.startswith((BUNDLE_PREFIX, CACHED_PREFIX)) and item["id"] not in self.sent:
+        if self._serve(stream, item, sock):
+            return True
+        if stream in self.waiting or not self._may_come_later(stream, item):
+            return False
+        # The task sends "fetch" or "changes" on its control link, then
+        # dials: the dial can get here first.
+        self.waiting[stream] = (item, sock)
+        return True
+
+    def _serve(self, stream, item, sock):
+        if stream.startswith((BUNDLE_PREFIX, CACHED_PREFIX)):
             cached = stream.startswith(CACHED_PREFIX)
-            if cached and item["what"] != "rootfs":
+            if item["id"] not in self.fetched or item["id"] in self.sent or \
+                    (cached and item["what"] != "rootfs"):
                 return False
             self.sent.add(item["id"])
             threading.Thread(target=self._send_cached if cached else self._send,
                              args=(item, sock), daemon=True).start()
             return True
         report = self.reports.get(item["id"])
-        if stream.startswith(WRITEBACK_PREFIX) and report and report[1] and \
-                item["id"] not in self.receiving:
-            self.receiving.add(item["id"])
-            threading.Thread(target=self._write_back, args=(item, sock), daemon=True).start()
-            return True
-        return False
+        if not (report and report[1]) or item["id"] in self.receiving:
+            return False
+        self.receiving.add(item["id"])
+        threading.Thread(target=self._write_back, args=(item, sock), daemon=True).start()
+        return True
+
+    def _may_come_later(self, stream, item):
+        if stream.startswith(WRITEBACK_PREFIX):
+            return item["writeback"] and item["id"] not in self.reports
+        return item["id"] not in self.fetched and \
+            (stream.startswith(BUNDLE_PREFIX) or item["what"] == "rootfs")
+
+    def _serve_waiting(self):
+        for stream, (item, sock) in list(self.waiting.items()):
+            if self._serve(stream, item, sock):
+                del self.waiting[stream]
+
+    def close_waiting(self):
+        """The task's link ended: the messages these streams wait for
+        will not come."""
+        for _, sock in self.waiting.values():
+            _close(sock)
+        self.waiting.clear()
 
     # -- threads -----------------------------------------------------------
     def _send(self, item, sock):

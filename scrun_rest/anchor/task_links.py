@@ -74,6 +74,8 @@ class TaskLinks:
                           task_id, session.number, exc)
                 break
         conn.close()
+        if link.transfer is not None:
+            link.transfer.close_waiting()
         if link.status is None and not self.anchor.life.ending:
             # The task vanished without a word: its node or srun is gone.
             log.warning("task %d of session %d lost", task_id, session.number)

@@ -78,3 +78,70 @@ def test_settle_names_what_a_task_that_ended_never_sent():
     assert bundle_server.settle(links, timeout=1) == [
         "the container's changes to %s on node n2 were not copied back: the node's task "
         "ended without sending them" % path for path in ("/store/rootfs", "/home/u/out")]
+
+
+def _extracted(sock, dest):
+    from scrun_rest.bundle import safe_extract
+    dest.mkdir()
+    with sock.makefile("rb") as source:
+        safe_extract.extract(source, str(dest))
+    return sorted(p.name for p in dest.iterdir())
+
+
+def test_a_stream_dialled_before_its_fetch_arrived_is_served_once_it_does(tmp_path):
+    # The task sends "fetch" on its control link and then dials: under load
+    # the dial's handshake can end first (one run in a hundred did).
+    import socket
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "f").write_text("x")
+    sent = []
+    offer = bundle_server.TaskTransfer(
+        [{"id": 2, "path": str(tmp_path / "data"), "what": "volume", "file": False,
+          "writeback": False}], "n1", sent.append, "/nonexistent")
+    ours, theirs = socket.socketpair()
+    assert offer.accept("bundle-2", ours)
+    assert offer.fetch([2]) is None
+    assert _extracted(theirs, tmp_path / "out") == ["f"]
+    assert eventually(lambda: sent)
+    assert sent[0]["t"] == "bundle_sent" and sent[0].get("error") is None
+
+
+def test_a_write_back_dialled_before_its_report_is_applied_once_it_comes(tmp_path):
+    import socket
+    from scrun_rest.bundle import pack
+    (tmp_path / "out").mkdir()
+    (tmp_path / "node").mkdir()
+    (tmp_path / "node" / "new").write_text("made on the node")
+    offer = bundle_server.TaskTransfer(
+        [{"id": 1, "path": str(tmp_path / "out"), "what": "volume", "file": False,
+          "writeback": True}], "n1", lambda message: None, "/nonexistent")
+    assert offer.fetch([1]) is None
+    ours, theirs = socket.socketpair()
+    assert offer.accept("writeback-1", ours)
+    assert offer.report_changes(1, [], 1) is None
+    pack.pack_paths(str(tmp_path / "node"), ["new"], theirs.fileno())
+    theirs.shutdown(socket.SHUT_WR)
+    assert offer.wait_applied(10, lambda: False)
+    assert (tmp_path / "out" / "new").read_text() == "made on the node"
+    assert offer.failures == []
+
+
+def test_a_stream_still_waiting_when_its_link_ends_is_closed():
+    import socket
+    offer = transfer()
+    ours, theirs = socket.socketpair()
+    assert offer.accept("bundle-2", ours)
+    assert not offer.accept("bundle-2", socket.socketpair()[0])  # one per item
+    assert not offer.accept("cached-2", socket.socketpair()[0])  # a volume has no cache
+    offer.close_waiting()
+    theirs.settimeout(5)
+    assert theirs.recv(1) == b""
+
+
+def eventually(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
