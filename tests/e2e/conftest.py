@@ -40,12 +40,29 @@ def engine(request, unavailable):
 def _leftovers(user, spool_root):
     problems = []
     if not testbed.wait_until(lambda: not testbed.user_jobs(user), 20):
-        problems.append("jobs of %s left: %s" % (user, testbed.user_jobs(user)))
+        left = testbed.user_jobs(user)
+        problems.append("jobs of %s left: %s" % (user, "; ".join(map(_job_summary, left))))
+        # Blamed on this test once; the next tests start clean.
+        subprocess.run(["scancel"] + left, capture_output=True)
+        testbed.wait_until(lambda: not set(left) & set(testbed.user_jobs(user)), 30)
     if not testbed.wait_until(lambda: not testbed.anchors(user), 10):
         problems.append("anchors of %s left: %s" % (user, testbed.anchors(user)))
     if not testbed.wait_until(lambda: not testbed.spool_dirs(spool_root), 10):
         problems.append("spool dirs left: %s" % testbed.spool_dirs(spool_root))
     return problems
+
+
+def _job_summary(job_id):
+    """What a left job is doing, for the failure: its state, reason, name,
+    times and its steps."""
+    fields = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True,
+                            text=True).stdout.split()
+    wanted = ("JobState=", "Reason=", "JobName=", "SubmitTime=", "StartTime=",
+              "TimeLimit=", "NumTasks=", "Partition=")
+    steps = subprocess.run(["squeue", "-h", "-s", "-j", job_id, "-o", "%i %j %M %N"],
+                           capture_output=True, text=True).stdout.split("\n")
+    return "%s (%s; steps: %s)" % (job_id, " ".join(f for f in fields if f.startswith(wanted)),
+                                  ", ".join(s for s in steps if s.strip()) or "none")
 
 
 @pytest.fixture(autouse=True)
