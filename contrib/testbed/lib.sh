@@ -43,6 +43,10 @@ TB_LOG=/var/log/slurm
 # as scrun-rest-RELEASE.
 TB_ROOT_RELEASES="trixie forky"
 TB_ROOTS_STATE=$TB_STATE/roots
+# Root's engines on this host (rootful podman, dockerd) reach the multi-node
+# testbed (multinode.sh) through this wrapper, registered with docker as
+# scrun-rest-multinode.
+TB_MN_ROOT_RUNTIME=$TB_STATE/multinode/scrun-rest-root
 
 export DEBIAN_FRONTEND=noninteractive
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH

@@ -82,7 +82,8 @@ MN_ENV=$TB_STATE/multinode.env
 MN_USER_CONF_DIR=.config/scrun-rest-multinode
 # What a node covers with its own empty tmpfs (those the host has).
 MN_NODE_PRIVATE=(/home /tmp /var/tmp /run/user /root /var/lib/containers /run/containers
-                 /var/lib/docker /run/docker /var/lib/containerd /run/containerd)
+                 /var/lib/docker /run/docker /var/lib/containerd /run/containerd
+                 "$TB_DOCKER_OVERLAY2_DATA" "$TB_DOCKER_OVERLAY2_EXEC")
 MN_SMALL_SCRATCH=/var/lib/scrun-testbed-scratch-small
 MN_SMALL_SCRATCH_SIZE=8m
 START_TIMEOUT=${TB_START_TIMEOUT:-30}
@@ -245,10 +246,12 @@ node_mounts() {  # DIR:OPTIONS for each tmpfs a node mounts, one a line
 }
 
 # A slurmd in a mount namespace other than ours, with the small scratch mounted.
-node_isolated() {  # PID
+node_isolated() {  # PID: its own mounts over every private dir (a list that grew restarts it)
     [[ $(readlink "/proc/$1/ns/mnt") != "$(readlink /proc/self/ns/mnt)" ]] &&
-        awk -v dir="$MN_SMALL_SCRATCH" '$5 == dir { found = 1 } END { exit !found }' \
-            "/proc/$1/mountinfo" 2>/dev/null
+        awk -v dirs="$MN_SMALL_SCRATCH $(node_private_dirs | tr '\n' ' ')" '
+            BEGIN { wanted = split(dirs, list, " "); for (i in list) want[list[i]] = 1 }
+            ($5 in want) && !seen[$5]++ { found++ }
+            END { exit found != wanted }' "/proc/$1/mountinfo" 2>/dev/null
 }
 
 shared_fs() {  # "no" when every node's slurmd has its own filesystem
@@ -288,7 +291,7 @@ start_daemon() {  # NAME COMM NS
         if [[ $comm != slurmd ]] || node_isolated "$pid"; then
             return 0
         fi
-        note "$name (pid $pid) shares the host's filesystem: restarting it in its own"
+        note "$name (pid $pid) lacks its own mounts over the private dirs: restarting it with them"
         stop_daemon "$name" "$comm" "$ns"
     fi
     # Daemons must not keep the caller's directory (a checkout that may go).
@@ -391,13 +394,20 @@ users_up() {
 # host's config (podman passes a runtime HOME but nothing to pick a file with).
 exec $TB_VENV/bin/scrun-rest -f "\$HOME/$MN_USER_CONF_DIR/scrun-rest.conf" "\$@"
 EOF
-    local user home dir token tmp
-    for user in $(login_users | sort -u); do
+    write_if_changed "$TB_MN_ROOT_RUNTIME" 0755 root:root <<EOF || true
+#!/bin/sh
+# scrun-rest for root's engines on this host (rootful podman, dockerd): in the
+# login host's network, the one the nodes reach, with root's login config.
+exec nsenter --net=/run/netns/login $TB_VENV/bin/scrun-rest -f /root/$MN_USER_CONF_DIR/scrun-rest.conf "\$@"
+EOF
+    local user home dir token tmp group
+    for user in $( (login_users; echo root) | sort -u); do
         id "$user" >/dev/null 2>&1 || { note "no user $user: skipped"; continue; }
         home=$(getent passwd "$user" | cut -d: -f6)
+        group=$(id -gn "$user")
         dir=$home/$MN_USER_CONF_DIR
-        install -d -o "$user" -g "$user" -m 0700 "$home/.config" "$dir"
-        write_if_changed "$dir/scrun-rest.conf" 0600 "$user:$user" <<EOF || true
+        install -d -o "$user" -g "$group" -m 0700 "$home/.config" "$dir"
+        write_if_changed "$dir/scrun-rest.conf" 0600 "$user:$group" <<EOF || true
 # scrun-rest on the multi-node testbed's login host (multinode.sh): slurmrestd
 # is all it can reach of Slurm.
 RestUrl=$MN_REST_URL
@@ -408,11 +418,11 @@ EOF
             || die "scontrol token for $user failed"
         tmp=$(mktemp "$dir/.jwt.XXXXXX")
         printf '%s\n' "${token#SLURM_JWT=}" >"$tmp"
-        chown "$user:$user" "$tmp"
+        chown "$user:$group" "$tmp"
         chmod 0600 "$tmp"
         mv "$tmp" "$dir/jwt"
     done
-    note "login configs and 30-day tokens for: $(login_users | sort -u | tr '\n' ' ')"
+    note "login configs and 30-day tokens for: $( (login_users; echo root) | sort -u | tr '\n' ' ')"
 }
 
 write_env() {

@@ -327,9 +327,10 @@ DOCKER_OK=skipped
 DOCKER_OVERLAY2_OK=skipped
 if [[ ${TB_SKIP_DOCKER:-0} != 1 ]]; then
     stage "docker (containerd + dockerd)"
-    # The Debian roots' clusters (roots.sh) have runtimes of their own; dockerd
+    # The multi-node testbed and the Debian roots' clusters (multinode.sh,
+    # roots.sh) have runtimes of their own; dockerd
     # looks for a runtime's file only when a container asks for it.
-    root_runtimes=
+    root_runtimes=", \"scrun-rest-multinode\": {\"path\": \"$TB_MN_ROOT_RUNTIME\"}"
     for rel in $TB_ROOT_RELEASES; do
         root_runtimes+=", \"scrun-rest-$rel\": {\"path\": \"$TB_ROOTS_STATE/$rel/scrun-rest\"}"
     done

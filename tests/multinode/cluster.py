@@ -69,10 +69,15 @@ def podman(*args, input=None, timeout=120, runtime=None):
 
 def podman_popen(*args, runtime=None):
     runtime = runtime or MN["MN_RUNTIME"]
+    return login_popen(["podman", "--runtime", runtime] + list(args))
+
+
+def login_popen(argv):
+    """on_login's argv, running, its stdout and stderr pipes."""
     base = ["nsenter", "--net=/run/netns/login", "runuser", "-u", USER, "--", "env", "-i"]
     base += ["%s=%s" % kv for kv in RUNTIME_ENV.items()]
-    return subprocess.Popen(base + ["podman", "--runtime", runtime] + list(args),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/tmp")
+    return subprocess.Popen(base + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd="/tmp")
 
 
 def login_command(argv):
@@ -118,6 +123,12 @@ def anchors(user=USER):
     return [int(pid) for pid in out.split()]
 
 
+def root_ready():
+    """Root's engines have their runtime wrapper and login config."""
+    return os.path.exists("/var/lib/scrun-testbed/multinode/scrun-rest-root") and \
+        os.path.exists(user_conf("/root"))
+
+
 def spool_dirs():
     try:
         return sorted(name for name in os.listdir(SPOOL_ROOT) if not name.startswith("."))
@@ -139,15 +150,15 @@ def _listing(path):
         return []
 
 
-def task_workdirs(nodes=None):
+def task_workdirs(nodes=None, uid=UID):
     """The task shims' scratch dirs (mkdtemp under each node's /tmp) the
-    test user has, as NODE:NAME."""
+    user has, as NODE:NAME."""
     found = set()
     for node in nodes or MN.get("MN_NODES", "n1 n2").split():
         tmp = node_root(node) + "/tmp"
         for name in _listing(tmp):
             try:
-                if name.startswith("scrun-rest.") and os.stat(tmp + "/" + name).st_uid == UID:
+                if name.startswith("scrun-rest.") and os.stat(tmp + "/" + name).st_uid == uid:
                     found.add("%s:%s" % (node, name))
             except FileNotFoundError:
                 pass
@@ -168,15 +179,17 @@ def runc_states(nodes=None):
     return found
 
 
-def node_processes(nodes=None):
-    """The test user's processes in the nodes' namespaces (pid, command)."""
+def node_processes(nodes=None, uid=UID):
+    """The user's processes in the nodes' namespaces (pid, command); for
+    root, those besides slurmd."""
     found = []
     for node in nodes or MN.get("MN_NODES", "n1 n2").split():
         pids = subprocess.run(["ip", "netns", "pids", node], capture_output=True,
                               text=True).stdout.split()
+        slurmd = node_root(node).split("/")[2]
         for pid in pids:
             try:
-                if os.stat("/proc/%s" % pid).st_uid != UID:
+                if os.stat("/proc/%s" % pid).st_uid != uid or pid == slurmd:
                     continue
                 with open("/proc/%s/cmdline" % pid, "rb") as handle:
                     command = handle.read().replace(b"\0", b" ").decode(errors="replace")

@@ -24,22 +24,26 @@ def require_cluster(unavailable):
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind():
-    """After every test: no job, anchor, spool dir, process, runc state or task dir."""
-    runc_before, workdirs_before = cluster.runc_states(), cluster.task_workdirs()
+    """After every test: no job, anchor, spool dir, process, runc state or
+    task dir of the test user's, or of root's (rootful podman, docker)."""
+    runc_before = cluster.runc_states()
+    workdirs_before = {uid: cluster.task_workdirs(uid=uid) for uid in (cluster.UID, 0)}
     yield
     problems = []
-    if not cluster.wait_until(lambda: not cluster.user_jobs(), 20):
-        problems.append("jobs left: %s" % cluster.user_jobs())
-    if not cluster.wait_until(lambda: not cluster.anchors(), 10):
-        problems.append("anchors left: %s" % cluster.anchors())
+    for user, uid in ((cluster.USER, cluster.UID), ("root", 0)):
+        if not cluster.wait_until(lambda: not cluster.user_jobs(user), 20):
+            problems.append("jobs of %s left: %s" % (user, cluster.user_jobs(user)))
+        if not cluster.wait_until(lambda: not cluster.anchors(user), 10):
+            problems.append("anchors of %s left: %s" % (user, cluster.anchors(user)))
+        if not cluster.wait_until(lambda: not cluster.node_processes(uid=uid), 10):
+            problems.append("processes of %s left on the nodes: %s" % (
+                user, cluster.node_processes(uid=uid)))
+        left = cluster.task_workdirs(uid=uid) - workdirs_before[uid]
+        if left:
+            problems.append("task dirs of %s left in /tmp: %s" % (user, sorted(left)))
     if not cluster.wait_until(lambda: not cluster.spool_dirs(), 10):
         problems.append("spool dirs left: %s" % cluster.spool_dirs())
-    if not cluster.wait_until(lambda: not cluster.node_processes(), 10):
-        problems.append("processes left on the nodes: %s" % cluster.node_processes())
     left = cluster.runc_states() - runc_before
     if left:
         problems.append("runc state left in %s: %s" % (cluster.RUNTIME_DIR, sorted(left)))
-    left = cluster.task_workdirs() - workdirs_before
-    if left:
-        problems.append("task dirs left in /tmp: %s" % sorted(left))
     assert not problems, "; ".join(problems)

@@ -46,9 +46,9 @@ print(json.dumps({
 """
 
 
-def look(node, create="-", paths=()):
+def look(node, create="-", paths=(), user=USER):
     result = cluster.slurm("srun", "-N1", "-n1", "-w", node, "--export=ALL,LOOK_HOME=" + HOME,
-                           "python3", "-c", LOOK, create, SMALL_SCRATCH, *paths, user=USER)
+                           "python3", "-c", LOOK, create, SMALL_SCRATCH, *paths, user=user)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -80,6 +80,19 @@ def test_a_job_on_either_node_sees_none_of_the_submit_hosts_files(host_tmp_file)
         assert seen["run_user"] == [], "%s: /run/user holds %s" % (node, seen["run_user"])
         assert seen["tmp_mode"] == 0o1777, "%s: /tmp is mode %o" % (node, seen["tmp_mode"])
         assert seen["runc"] == 0, "%s: no runc or crun that runs" % node
+
+
+# Where root's engines keep their default storage (engines.py): the rootful
+# podman store and the overlay2 dockerd's data root, each with its images.
+ROOT_STORES = ("/var/lib/containers/storage/overlay", "/var/lib/docker-overlay2/overlay2")
+
+
+def test_no_node_sees_root_engines_storage():
+    present = [path for path in ROOT_STORES if os.path.isdir(path) and os.listdir(path)]
+    assert present, "no root engine's storage on the host: nothing proven"
+    for node in cluster.MN.get("MN_NODES", "n1 n2").split():
+        seen = look(node, paths=present, user=None)  # as root, who may look in them
+        assert not any(seen["exists"].values()), "%s sees %s" % (node, seen["exists"])
 
 
 def test_each_node_has_its_own_tmp():

@@ -1,7 +1,8 @@
 """Bundle transfer where the nodes share nothing with the login host (issue 13).
 
-podman on the login host keeps its storage in the test user's home and the
-volumes below are under the login host's /tmp: n1 and n2 see neither
+Each test runs under rootless podman on the login host (vfs and overlay),
+rootful podman and docker with overlay2 (engines.py); the
+volumes below are under the login host's /tmp. n1 and n2 see none of that
 (test_node_filesystem.py), so every container here runs from copies the
 tunnel brought, and what it changed must come back the same way. The
 conftest checks after each test that no job, process, runc state or task
@@ -15,8 +16,8 @@ import time
 
 import pytest
 
-from . import cluster
-from .cluster import IMAGE, podman
+from . import cluster, engines
+from .cluster import IMAGE
 from e2e.testbed import Terminal
 from e2e.transfer_ways import ROOT_SOURCE
 
@@ -62,19 +63,36 @@ def on_node(node, path):
     return cluster.node_root(node) + path
 
 
-def detached(*args):
-    started = podman("run", "-d", "--network=none", *args)
+@pytest.fixture(scope="module")
+def overlay_store():
+    with engines.overlay_store() as store:
+        yield store
+
+
+@pytest.fixture(params=engines.NAMES)
+def engine(request, unavailable):
+    store = request.getfixturevalue("overlay_store") if request.param == "podman-overlay" \
+        else ()
+    engine = engines.Engine(request.param, store)
+    why = engine.unavailable()
+    if why:
+        unavailable(why)
+    return engine
+
+
+def detached(engine, *args):
+    started = engine("run", "-d", "--network=none", *args)
     assert started.returncode == 0, started.stderr
     return started.stdout.decode().strip()
 
 
-def log_lines(cid, count, timeout=30):
+def log_lines(engine, cid, count, timeout=30):
     """The container's output, once it printed `count` lines."""
     def enough():
-        lines = podman("logs", cid).stdout.decode().splitlines()
+        lines = engine("logs", cid).stdout.decode().splitlines()
         return lines if len(lines) >= count else None
     lines = cluster.wait_until(enough, timeout)
-    assert lines, podman("logs", cid)
+    assert lines, engine("logs", cid)
     return lines
 
 
@@ -100,15 +118,15 @@ def volume():
 # -- where the container runs from ----------------------------------------------
 
 @pytest.mark.parametrize("nodes", [1, 2])
-def test_each_task_runs_from_its_own_nodes_copy(nodes):
+def test_each_task_runs_from_its_own_nodes_copy(engine, nodes):
     """Each task's / is a copy in its own node's scratch (not the login
     host's path, and not on the other node), made for this container."""
     extra = TWO if nodes == 2 else ()
-    cid = detached(*extra, IMAGE, "sh", "-c",
+    cid = detached(engine, *extra, IMAGE, "sh", "-c",
                    "echo $SLURM_PROCID $SLURM_TOPOLOGY_ADDR $(%s); "
                    "test -x /bin/busybox && exec sleep 300" % ROOT_SOURCE)
     try:
-        lines = sorted(log_lines(cid, nodes))
+        lines = sorted(log_lines(engine, cid, nodes))
         tasks = [line.split() for line in lines]
         if nodes == 2:
             assert [task[:2] for task in tasks] == [["0", "n1"], ["1", "n2"]], lines
@@ -124,11 +142,11 @@ def test_each_task_runs_from_its_own_nodes_copy(nodes):
             for other in set(cluster.MN["MN_NODES"].split()) - {node}:
                 assert not os.path.exists(on_node(other, copy)), (other, copy)
     finally:
-        podman("rm", "-f", "-t", "0", cid)
+        engine.remove(cid)
 
 
-def test_both_tasks_of_a_two_node_container_run_and_exit():
-    result = podman(*RUN, *TWO, IMAGE, "sh", "-c",
+def test_both_tasks_of_a_two_node_container_run_and_exit(engine):
+    result = engine(*RUN, *TWO, IMAGE, "sh", "-c",
                     "echo $SLURM_PROCID-$SLURM_TOPOLOGY_ADDR-$(%s | sed 's|.*/bundle/|bundle/|'); "
                     "exit $((3 + SLURM_PROCID))" % ROOT_SOURCE)
     assert result.returncode == 4, result.stderr
@@ -144,8 +162,8 @@ WRITES = ("echo new >> /w/change.txt; rm /w/gone.txt; mkdir -p /w/made/inner; "
           "chmod 644 /w/sub/mode600; echo more >> /w/sub/mode600; ")
 
 
-def test_a_read_write_volume_comes_back_byte_for_byte(volume):
-    result = podman(*RUN, "-v", volume + ":/w", IMAGE, "sh", "-c",
+def test_a_read_write_volume_comes_back_byte_for_byte(engine, volume):
+    result = engine(*RUN, "-v", volume + ":/w", IMAGE, "sh", "-c",
                     WRITES + "awk '$5==\"/w\"{print $4}' /proc/self/mountinfo >&2; "
                     "sh -c \"$0\" - /w", MANIFEST)
     assert result.returncode == 0, result.stderr
@@ -162,11 +180,11 @@ def test_a_read_write_volume_comes_back_byte_for_byte(volume):
     assert os.readlink(volume + "/newlink") == "made/inner"
 
 
-def test_a_read_only_volume_stays_untouched(volume):
+def test_a_read_only_volume_stays_untouched(engine, volume):
     before = manifest(volume)
     stamps = {name: os.lstat(os.path.join(volume, name)).st_mtime_ns
               for name in ("keep.txt", "sub", "sub/deep/data.bin")}
-    result = podman(*RUN, "-v", volume + ":/w:ro", IMAGE, "sh", "-c",
+    result = engine(*RUN, "-v", volume + ":/w:ro", IMAGE, "sh", "-c",
                     "cat /w/keep.txt; echo x > /w/keep.txt; rm /w/gone.txt; exit 0")
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"same\n"
@@ -178,45 +196,43 @@ def test_a_read_only_volume_stays_untouched(volume):
 
 # -- the container's own files, its life, its stdio ---------------------------
 
-def test_a_file_written_without_rm_can_be_copied_out_after_exit():
+def test_a_file_written_without_rm_can_be_copied_out_after_exit(engine):
     name = "scrun-mn-xfer-cp-%d" % os.getpid()
-    podman("rm", "-f", name)
-    result = podman("run", "--name", name, "--network=none", IMAGE, "sh", "-c",
+    engine.remove(name)
+    result = engine("run", "--name", name, "--network=none", IMAGE, "sh", "-c",
                     "echo made on $SLURM_TOPOLOGY_ADDR > /made.txt")
     try:
         assert result.returncode == 0, result.stderr
-        copied = podman("cp", name + ":/made.txt", "-")
+        copied = engine("cp", name + ":/made.txt", "-")
         assert copied.returncode == 0, copied.stderr
         # podman cp writes a tar archive to stdout.
         assert re.search(rb"made on n[12]\n", copied.stdout), copied.stdout[:600]
-        again = podman("start", "-a", name)
+        again = engine("start", "-a", name)
         assert again.returncode == 0, again.stderr
     finally:
-        podman("rm", "-f", name)
+        engine.remove(name)
 
 
-def test_detached_exec_and_stop():
-    cid = detached(IMAGE, "sh", "-c", "echo up; exec sleep 300")
+def test_detached_exec_and_stop(engine):
+    cid = detached(engine, IMAGE, "sh", "-c", "echo up; exec sleep 300")
     try:
-        log_lines(cid, 1)
-        result = podman("exec", cid, "sh", "-c",
+        log_lines(engine, cid, 1)
+        result = engine("exec", cid, "sh", "-c",
                         "test -x /bin/busybox && %s && echo in" % ROOT_SOURCE)
         assert result.returncode == 0, result.stderr
         source, said = result.stdout.decode().split()
         assert COPY.fullmatch(source) and said == "in", result.stdout
         begin = time.monotonic()
-        assert podman("stop", "-t", "2", cid).returncode == 0
+        assert engine("stop", "-t", "2", cid).returncode == 0
         took = time.monotonic() - begin
         assert took < 15, took
-        assert podman("wait", cid).stdout.strip() == b"137"
+        assert engine("wait", cid).stdout.strip() == b"137"
     finally:
-        podman("rm", "-f", "-t", "0", cid)
+        engine.remove(cid)
 
 
-def test_a_terminal_session():
-    term = Terminal(cluster.login_command(
-        ["podman", "--runtime", cluster.MN["MN_RUNTIME"], "run", "-it", "--rm",
-         "--network=none", IMAGE, "sh"]))
+def test_a_terminal_session(engine):
+    term = Terminal(engine.terminal_argv("run", "-it", "--rm", "--network=none", IMAGE, "sh"))
     try:
         term.expect("# ", 60)
         term.type("tty; %s; echo $((6*7)); exit 3\r" % ROOT_SOURCE)
@@ -226,8 +242,8 @@ def test_a_terminal_session():
         term.close()
 
 
-def test_20_mb_of_output_arrives_intact():
-    result = podman(*RUN, IMAGE, "sh", "-c",
+def test_20_mb_of_output_arrives_intact(engine):
+    result = engine(*RUN, IMAGE, "sh", "-c",
                     "head -c 20000000 /dev/urandom > /tmp/x; sha256sum /tmp/x >&2; cat /tmp/x",
                     timeout=180)
     assert result.returncode == 0, result.stderr[-500:]
@@ -235,21 +251,44 @@ def test_20_mb_of_output_arrives_intact():
     assert hashlib.sha256(result.stdout).hexdigest().encode() == result.stderr.split()[0]
 
 
+def test_exit_code_and_separate_streams(engine):
+    result = engine(*RUN, IMAGE, "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (result.returncode, result.stdout, result.stderr) == (7, b"out\n", b"err\n")
+
+
+def test_a_signal_death_is_128_plus_the_signal(engine):
+    # pid 1 ignores what it has no handler for, but not KILL from outside.
+    cid = detached(engine, IMAGE, "sh", "-c", "echo up; exec sleep 300")
+    try:
+        log_lines(engine, cid, 1)
+        assert engine("kill", "-s", "KILL", cid).returncode == 0
+        assert engine("wait", cid).stdout.strip() == b"137"
+    finally:
+        engine.remove(cid)
+
+
+def test_stdin_reaches_the_container_whole(engine):
+    data = os.urandom(3 << 20)
+    result = engine(*RUN, "-i", IMAGE, "sha256sum", input=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
 # -- a node lost ---------------------------------------------------------------
 
 @pytest.mark.slow
-def test_losing_the_node_says_the_volume_changes_did_not_come_back(volume):
+def test_losing_the_node_says_the_volume_changes_did_not_come_back(engine, volume):
     """n1 (the job's agent and its only task) is cut off from the login host
     while the container has written into its volume: nothing can come
     back, and the user must read that, naming the volume."""
     before = manifest(volume)
-    running = cluster.podman_popen(
+    running = engine.popen(
         *RUN, "-e", "SCRUN_CONSTRAINT=n1", "-v", volume + ":/w", IMAGE, "sh", "-c",
         "echo changed > /w/keep.txt; echo up; exec sleep 300")
     try:
         assert running.stdout.readline() == b"up\n", \
             running.stderr.read() if running.poll() is not None else "no up"
-        job = cluster.user_jobs()[0]
+        job = cluster.user_jobs(engine.user)[0]
         with cluster.cut_login_from("n1"):
             try:
                 running.wait(40)
@@ -262,8 +301,9 @@ def test_losing_the_node_says_the_volume_changes_did_not_come_back(volume):
                 in stderr, stderr
             assert cluster.wait_until(lambda: cluster.job_state(job) not in (
                 "RUNNING", "COMPLETING"), 15), cluster.job_state(job)
-            assert cluster.wait_until(lambda: not cluster.node_processes(), 15), \
-                cluster.node_processes()
+            uid = 0 if engine.user == "root" else cluster.UID
+            assert cluster.wait_until(lambda: not cluster.node_processes(uid=uid), 15), \
+                cluster.node_processes(uid=uid)
     finally:
         if running.poll() is None:
             running.kill()
