@@ -8,6 +8,8 @@ on a stream of its own and is unpacked into the task's private scratch
 dir, which config.json then names. After the container, what it changed
 in a writeback item goes back the same way. Python 3.6+, stdlib only.
 """
+import base64
+import io
 import json
 import os
 import socket
@@ -49,28 +51,41 @@ class NodeCopies:
         send("fetch", items=[item["id"] for item in needed])
         for item in needed:
             root = os.path.join(self.base, str(item["id"]))
-            cached = item["what"] == "rootfs" and self.cache is not None
             try:
                 os.makedirs(root, 0o700)
-                sock = dial("data", stream="%s-%d" % ("cached" if cached else "bundle",
-                                                      item["id"]))
             except OSError as exc:
                 raise TransferFailed(self._failed(item, exc))
-            try:
-                if cached:
-                    self._through_cache(sock, root, receive, item)
-                else:
-                    safe_extract.extract(sock.makefile("rb"), root)
-                    self._confirmed(item, receive)
-            except (safe_extract.ExtractError, OSError, ValueError, EOFError) as exc:
-                # A stream cut short on the anchor's side: its word says why.
-                raise TransferFailed(self._anchor_reason(item, receive)
-                                     or self._failed(item, exc))
-            finally:
-                sock.close()
+            if item.get("inline") is not None:
+                self._unpack_inline(item, root)
+            else:
+                self._fetch_stream(item, root, dial, receive)
             self.fetched.append((item, root))
             if item["writeback"]:
                 self.snapshots[item["id"]] = tree_changes.snapshot(root)
+
+    def _fetch_stream(self, item, root, dial, receive):
+        cached = item["what"] == "rootfs" and self.cache is not None
+        try:
+            sock = dial("data", stream="%s-%d" % ("cached" if cached else "bundle", item["id"]))
+        except OSError as exc:
+            raise TransferFailed(self._failed(item, exc))
+        try:
+            if cached:
+                self._through_cache(sock, root, receive, item)
+            else:
+                safe_extract.extract(sock.makefile("rb"), root)
+                self._confirmed(item, receive)
+        except (safe_extract.ExtractError, OSError, ValueError, EOFError) as exc:
+            # A stream cut short on the anchor's side: its word says why.
+            raise TransferFailed(self._anchor_reason(item, receive) or self._failed(item, exc))
+        finally:
+            sock.close()
+
+    def _unpack_inline(self, item, root):
+        try:
+            safe_extract.extract(io.BytesIO(base64.b64decode(item["inline"])), root)
+        except (safe_extract.ExtractError, OSError, ValueError) as exc:
+            raise TransferFailed(self._failed(item, exc))
 
     def _through_cache(self, sock, root, receive, item):
         """The rootfs by manifest: only the files the cache lacks cross the

@@ -12,6 +12,7 @@ unless the node sees the same content at the same path, which the node
 finds out itself from the item's probe (bundle/tree_probe.py). A path
 under SharedPaths is always used in place and never probed.
 """
+import base64
 import os
 
 from scrun_rest.errors import UserError
@@ -21,6 +22,12 @@ ROOTFS_ID = 0
 # Sources the node has of its own: device nodes, kernel filesystems.
 NODE_OWN_PREFIXES = ("/dev", "/proc", "/sys")
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# A bind source this small travels in the setup message itself: podman's
+# /etc/hosts, resolv.conf, hostname and /dev/shm would each cost a dial, a
+# TLS handshake, a tar and a round trip otherwise. All of them together
+# stay far below the tunnel's largest message (wire.MAX_FRAME).
+INLINE_LIMIT = 64 << 10
+INLINE_TOTAL = 1 << 20
 
 
 class Item:
@@ -30,11 +37,13 @@ class Item:
         self.id, self.path, self.what = item_id, path, what
         self.writeback, self.mount_index = writeback, mount_index
 
-    def message(self, probe):
+    def message(self, probe, inline=None):
         fields = {"id": self.id, "path": self.path, "what": self.what,
                   "file": not os.path.isdir(self.path), "writeback": self.writeback}
         if probe is not None:
             fields["probe"] = probe
+        if inline is not None:
+            fields["inline"] = base64.b64encode(inline).decode("ascii")
         return fields
 
 
@@ -107,16 +116,21 @@ class BundlePlan:
 
     def offered(self, config, rootfs, rootfs_in_place=False):
         """The setup message's bundle list: the items with their probes."""
+        from scrun_rest.bundle import pack, tree_probe
         probe = None
         offered = []
+        inline_left = INLINE_TOTAL
         for item in self.items(config, rootfs, rootfs_in_place):
             if self.mode == "auto":
-                from scrun_rest.bundle import tree_probe
                 probe = tree_probe.digest(item.path)
                 if probe is None:
                     # Unreadable here: the error comes when it is packed.
                     probe = "unreadable"
-            offered.append(item.message(probe))
+            inline = None
+            if item.what != "rootfs":
+                inline = pack.in_memory(item.path, min(INLINE_LIMIT, inline_left))
+                inline_left -= len(inline or b"")
+            offered.append(item.message(probe, inline))
         return offered
 
 

@@ -24,13 +24,18 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 
-from scrun_rest.bundle import python_tar, relpaths
+from scrun_rest.bundle import python_tar, relpaths, tree_probe
 from scrun_rest.bundle.errors import PackError, why
 
 # GNU tar's record: 256 KiB writes (64 KiB ones halve the rate through a
 # pipe); the last record is padded with zeros to this size.
 BLOCKING_FACTOR = 512
+# An archive of less than this goes in 10 KiB records: 256 KiB of padding
+# after a 200-byte /etc/hosts would cross the tunnel for nothing.
+BIG_ARCHIVE = 4 << 20
+SMALL_BLOCKING_FACTOR = 20
 _TAR = []  # [GnuTar or None] once looked up
 
 
@@ -80,10 +85,36 @@ def pack(path, out_fd):
         st = os.lstat(path)
     except OSError as err:
         raise PackError(path, why(err))
+    base, names, recursive = _members_of(path, st)
+    size = tree_probe.size(path, BIG_ARCHIVE) if recursive else st.st_size
+    return _write(base, names, recursive, out_fd, size)
+
+
+def in_memory(path, limit):
+    """The archive of the file or directory at `path` as bytes, written
+    here by the stdlib writer (no tar to start), if it is at most `limit`
+    bytes long; else, or if it cannot be read, None (its stream will say
+    why)."""
+    try:
+        st = os.lstat(path)
+        if tree_probe.size(path, limit) > limit:
+            return None
+        with tempfile.TemporaryFile() as out:
+            python_tar.write(*_members_of(path, st), out.fileno())
+            if out.tell() > limit:  # headers: many small entries
+                return None
+            out.seek(0)
+            return out.read()
+    except (OSError, PackError):
+        return None
+
+
+def _members_of(path, st):
+    """(base, names, recursive) for pack's archive of `path`."""
     if stat.S_ISDIR(st.st_mode):
-        return _write(path, [b"."], True, out_fd)
+        return path, [b"."], True
     base, name = os.path.split(os.path.abspath(path))
-    return _write(base, [b"./" + relpaths.to_bytes(name)], False, out_fd)
+    return base, [b"./" + relpaths.to_bytes(name)], False
 
 
 def pack_paths(base, names, out_fd):
@@ -98,24 +129,39 @@ def pack_paths(base, names, out_fd):
             raise PackError(os.path.join(base, relpaths.to_str(relpaths.to_bytes(name))),
                             "refused: %s" % err)
         members.append(b"./" + b"/".join(parts) if parts else b".")
-    return _write(base, members, False, out_fd)
+    return _write(base, members, False, out_fd, _listed_size(base, members))
 
 
-def _write(base, names, recursive, out_fd):
+def _listed_size(base, members):
+    """The bytes of the listed regular files, counted up to BIG_ARCHIVE."""
+    total = 0
+    for member in members:
+        try:
+            st = os.lstat(os.path.join(relpaths.to_bytes(base), member))
+        except OSError:
+            continue  # tar names it
+        total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+        if total >= BIG_ARCHIVE:
+            break
+    return total
+
+
+def _write(base, names, recursive, out_fd, size):
     # Each name starts with "./" (or is "."): one beginning with "-" would
     # be an option to an old GNU tar reading --files-from.
     tar = tar_program()
     if tar is None:
         python_tar.write(base, names, recursive, out_fd)
         return "python"
-    _run_tar(tar, base, names, recursive, out_fd)
+    blocking = BLOCKING_FACTOR if size >= BIG_ARCHIVE else SMALL_BLOCKING_FACTOR
+    _run_tar(tar, base, names, recursive, out_fd, blocking)
     return "tar"
 
 
-def _run_tar(tar, base, names, recursive, out_fd):
+def _run_tar(tar, base, names, recursive, out_fd, blocking):
     # argv[0] "tar": GNU tar starts its messages with it.
     argv = ["tar", "--create", "--file=-", "--directory=" + base, "--format=posix",
-            "--numeric-owner", "--blocking-factor=%d" % BLOCKING_FACTOR,
+            "--numeric-owner", "--blocking-factor=%d" % blocking,
             # atime changes as tar reads; ctime cannot be set: both only
             # lengthen every header.
             "--pax-option=delete=atime,delete=ctime"] + tar.xattr_options

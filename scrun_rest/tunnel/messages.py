@@ -28,8 +28,9 @@ INT_LIST, ITEM_LIST = "int-list", "item-list"
 # the node uses the path in place when it sees the same content there
 # (bundle/tree_probe.py); without one it always asks for the copy.
 # writeback: what the container changed there goes back afterwards.
+# inline: a small item's tar archive (base64), which then needs no stream.
 BUNDLE_ITEM = {"id": INT, "path": STR, "what": STR, "file": BOOL, "probe": STR + "?",
-               "writeback": BOOL}
+               "writeback": BOOL, "inline": STR + "?"}
 
 AGENT_TO_ANCHOR = {
     # The batch script runs: who the job runs as, the job's SLURM_* variables.
@@ -62,7 +63,8 @@ ANCHOR_TO_AGENT = {
 
 TASK_TO_ANCHOR = {
     # The bundle items this node lacks: one "bundle-ID" stream follows for
-    # each, carrying a tar archive of the item (anchor/bundle_server.py).
+    # each not inline, carrying a tar archive of the item
+    # (anchor/bundle_server.py).
     "fetch": {"items": INT_LIST},
     # After the container, for each writeback item fetched: the entries
     # (paths relative to the item) it deleted, and how many it created or

@@ -47,3 +47,25 @@ def test_a_scratch_without_such_flags_leaves_the_options_alone(tmp_path, monkeyp
     config = copies_of(tmp_path, ITEMS).localize(CONFIG)
     assert [m.get("options") for m in config["mounts"]] == \
         [None, ["rbind", "ro"], ["rbind", "exec"]]
+
+
+def test_an_inline_item_is_unpacked_without_a_stream(tmp_path):
+    import base64
+    from scrun_rest.bundle import pack
+    source = tmp_path / "hosts"
+    source.write_text("10.0.0.1 db\n")
+    item = {"id": 1, "path": str(source), "what": "volume", "file": True, "writeback": True,
+            "inline": base64.b64encode(pack.in_memory(str(source), 1 << 16)).decode()}
+    copies = bundle_fetch.NodeCopies([item], str(tmp_path / "task"), "n1")
+    sent = []
+
+    def dial(*args, **kwargs):
+        raise AssertionError("dialled %s" % (kwargs,))
+
+    copies.fetch(dial, lambda kind, **fields: sent.append((kind, fields)), lambda *a: None)
+    assert sent == [("fetch", {"items": [1]})]  # the anchor still expects its write-back
+    config = copies.localize({"mounts": [{"type": "bind", "source": str(source),
+                                          "destination": "/etc/hosts"}]})
+    with open(config["mounts"][0]["source"]) as handle:
+        assert handle.read() == "10.0.0.1 db\n"
+    assert 1 in copies.snapshots

@@ -147,3 +147,27 @@ def test_pack_output_is_a_pax_archive(writer, tmp_path, monkeypatch):
     data = pack_to_bytes(str(tmp_path))
     assert b"path=./" + b"n" * 150 in data  # a pax record, not a GNU long name
     assert b"ustar\x0000" in data
+
+
+def test_a_small_archive_is_not_padded_to_a_big_record(tmp_path, writer, monkeypatch):
+    # GNU tar pads its last record: at 256 KiB records, podman's 200-byte
+    # /etc/hosts crossed the tunnel as 256 KiB.
+    if writer == "python":
+        monkeypatch.setattr(pack, "tar_program", lambda: None)
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n" * 10)
+    with tempfile.TemporaryFile() as out:
+        pack.pack(str(tmp_path / "hosts"), out.fileno())
+        assert os.fstat(out.fileno()).st_size <= 10240
+    (tmp_path / "dir").mkdir()
+    with tempfile.TemporaryFile() as out:
+        pack.pack(str(tmp_path / "dir"), out.fileno())
+        assert os.fstat(out.fileno()).st_size <= 10240
+
+
+def test_in_memory_refuses_what_is_over_its_limit(tmp_path):
+    (tmp_path / "many").mkdir()
+    for index in range(40):
+        (tmp_path / "many" / str(index)).write_text("")
+    assert pack.in_memory(str(tmp_path / "many"), 10000) is None  # 40 headers
+    assert pack.in_memory(str(tmp_path / "many"), 1 << 20) is not None
+    assert pack.in_memory(str(tmp_path / "missing"), 1 << 20) is None

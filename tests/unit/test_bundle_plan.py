@@ -120,3 +120,32 @@ def test_sizes(text, value):
 def test_a_bad_size_names_the_setting():
     with pytest.raises(UserError, match="VolumeCopyLimit=lots"):
         parse_size("VolumeCopyLimit", "lots")
+
+
+def test_small_bind_sources_travel_inline_and_the_rootfs_never_does(container):
+    import base64
+    import io
+    from scrun_rest.bundle import safe_extract
+    config, rootfs, base = container
+    offered = {i["id"]: i for i in plan(BundleTransfer="always").offered(config, rootfs)}
+    assert "inline" not in offered[0]
+    assert messages.make(messages.ANCHOR_TO_TASK, "setup", mode="run", config={}, key="k",
+                         streams=[], env={}, settings={}, bundle=list(offered.values()))
+    for item_id, name in ((2, "hosts"), (3, "in.txt")):
+        out = base / ("unpacked-%d" % item_id)
+        out.mkdir()
+        safe_extract.extract(io.BytesIO(base64.b64decode(offered[item_id]["inline"])), str(out))
+        assert os.listdir(str(out)) == [name]
+
+
+def test_a_bind_source_too_big_or_too_many_goes_by_its_own_stream(container, monkeypatch):
+    from scrun_rest.anchor import bundle_plan
+    config, rootfs, base = container
+    with open(str(base / "data" / "big"), "wb") as handle:
+        handle.write(os.urandom(bundle_plan.INLINE_LIMIT))
+    offered = {i["id"]: i for i in plan(BundleTransfer="always").offered(config, rootfs)}
+    assert "inline" in offered[2] and "inline" not in offered[3]
+    # Past the total, the rest go by stream too.
+    monkeypatch.setattr(bundle_plan, "INLINE_TOTAL", 100)
+    offered = plan(BundleTransfer="always").offered(config, rootfs)
+    assert not [i for i in offered if "inline" in i]
