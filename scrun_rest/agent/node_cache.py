@@ -18,7 +18,6 @@ import os
 import shutil
 import stat
 import tempfile
-import threading
 
 from scrun_rest.bundle import manifest, safe_extract
 from scrun_rest.bundle.errors import ExtractError
@@ -128,27 +127,8 @@ class NodeCache:
 
     # -- rootfs ------------------------------------------------------------------
     def build(self, entries, dest):
-        """Unpack the tree the manifest describes into dest, from held files."""
-        read_fd, write_fd = os.pipe()
-        failure = []
-
-        def produce():
-            try:
-                with os.fdopen(write_fd, "wb", 1 << 20) as out:
-                    manifest.write_tar(entries, self.object_path, out)
-            except (OSError, ValueError) as exc:
-                failure.append(exc)
-
-        writer = threading.Thread(target=produce, daemon=True)
-        writer.start()
-        try:
-            with os.fdopen(read_fd, "rb", 0) as source:
-                stats = safe_extract.extract(source, dest)
-        finally:
-            writer.join()
-        if failure:
-            raise ExtractError(self.path, "cannot read the cache: %s" % failure[0])
-        return stats
+        """Make the tree the manifest describes in dest, from held files."""
+        return safe_extract.extract_members(manifest.members(entries, self.object_path), dest)
 
     def note_use(self, entries):
         """This rootfs was built now: its objects are the newest in use."""

@@ -7,10 +7,11 @@ type "d" (directory), "f" (regular file; more: the sha256 of its content),
 earlier "f" entry it links to), "p" (fifo). Parents come before their
 children. Device nodes and sockets are left out: a rootless container
 cannot have the first, and the second cannot be copied. The rebuilt tree
-is made by the same unpacker as a plain copy (safe_extract), from a tar
-stream this module writes out of the manifest and the held files.
+is made by the same unpacker as a plain copy (safe_extract), from the
+manifest's entries and the held files, without a tar stream between.
 Python 3.6+, stdlib only.
 """
+import errno
 import hashlib
 import json
 import operator
@@ -131,23 +132,48 @@ def digests(entries):
     return found
 
 
-def write_tar(entries, content_path, out):
-    """A tar stream of the tree to the binary file `out`; content_path(digest)
-    is where a held file with that content is."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
-        for entry in entries:
-            info = tarfile.TarInfo(entry[NAME])
-            info.mode, info.mtime = entry[MODE], entry[MTIME] / 1e9
-            kind = entry[TYPE]
-            if kind == "f":
-                info.size = entry[SIZE]
-                with open(content_path(entry[MORE]), "rb") as handle:
-                    archive.addfile(info, handle)
-                continue
-            info.type = {"d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "h": tarfile.LNKTYPE,
-                         "p": tarfile.FIFOTYPE}[kind]
-            info.linkname = entry[MORE] if kind in ("l", "h") else ""
-            archive.addfile(info)
+def members(entries, content_path):
+    """(tarfile.TarInfo, content) for each entry, as safe_extract's
+    extract_members takes them; content_path(digest) is where a held file
+    with that content is."""
+    for entry in entries:
+        info = tarfile.TarInfo(entry[NAME])
+        info.mode = entry[MODE]
+        info.mtime = entry[MTIME] // 10 ** 9
+        if entry[MTIME] >= 0:
+            info.pax_headers = {"mtime": "%d.%09d" % divmod(entry[MTIME], 10 ** 9)}
+        kind = entry[TYPE]
+        if kind == "f":
+            info.size = entry[SIZE]
+            yield info, HeldFile(content_path(entry[MORE]))
+            continue
+        info.type = {"d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "h": tarfile.LNKTYPE,
+                     "p": tarfile.FIFOTYPE}[kind]
+        info.linkname = entry[MORE] if kind in ("l", "h") else ""
+        yield info, None
+
+
+class HeldFile:
+    """A held file's content, copied by the kernel into the file made for it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def copy_to(self, fd, size):
+        try:
+            source = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            raise OSError(err.errno, "cannot read the cache's %s: %s" % (self.path, why(err)))
+        try:
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(fd, source, offset, size - offset)
+                if not sent:
+                    raise OSError(errno.EIO, "the held file %s is shorter than its "
+                                  "manifest says" % self.path)
+                offset += sent
+        finally:
+            os.close(source)
 
 
 def send_blob(sock, data):

@@ -71,6 +71,26 @@ def extract(source, dest, on_host=False):
         os.close(root_fd)
 
 
+def extract_members(members, dest):
+    """Create the entries `members` yields, (tarfile.TarInfo, content) with
+    content.copy_to(fd, size) for a regular file, in the existing directory
+    `dest`, by the same rules as extract: a tree built from parts held on
+    this host (the node cache) without a tar stream in between. Returns
+    extract's stats; ExtractError."""
+    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        job = _Extraction(root_fd, dest, False)
+        try:
+            for member, content in members:
+                job._member(member, content)
+            job._finish_dirs()
+        finally:
+            job.close()
+        return job.stats
+    finally:
+        os.close(root_fd)
+
+
 class _Extraction:
     def __init__(self, root_fd, dest, on_host):
         self.dest = dest

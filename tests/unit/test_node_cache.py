@@ -25,6 +25,8 @@ def image(tmp_path):
     (root / "etc" / "conf").write_text("a=1\n")
     (root / "etc" / "twin").write_text("a=1\n")   # the same content, stored once
     os.mkfifo(str(root / "etc" / "fifo"))
+    for number, name in enumerate(("bin/tool", "etc/conf", "etc/empty", "etc", "bin")):
+        os.utime(str(root / name), ns=(0, 1700000000123456789 + number))
     return str(root)
 
 
@@ -41,6 +43,16 @@ def tree(path):
                 found[key] = ("f", oct(info.st_mode), open(full, "rb").read(), info.st_nlink)
             else:
                 found[key] = ("o", oct(info.st_mode))
+    return found
+
+
+def mtimes(path):
+    """Every entry's mtime to the nanosecond (a symlink's own)."""
+    found = {}
+    for base, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = os.path.join(base, name)
+            found[os.path.relpath(full, path)] = os.lstat(full).st_mtime_ns
     return found
 
 
@@ -85,6 +97,7 @@ def test_a_tree_rebuilt_from_the_cache_is_the_tree(image, tmp_path):
     cache.build(entries, str(dest))
     cache.close()
     assert tree(str(dest)) == tree(image)
+    assert mtimes(str(dest)) == mtimes(image)
     _, asked_again = fetch(cache, image)
     assert asked_again == []
 
