@@ -52,15 +52,18 @@ def engine(request, release, unavailable):
                         % clusters.docker_runtime(release))
     engine = Engine(request.param, release)
     yield engine
-    problems = []
-    if not clusters.wait_until(lambda: not clusters.user_jobs(release, engine.user), 20):
-        problems.append("jobs of %s left on %s: %s"
-                        % (engine.user, release, clusters.user_jobs(release, engine.user)))
-    if not clusters.wait_until(lambda: not clusters.anchors(engine.user), 10):
-        problems.append("anchors of %s left: %s" % (engine.user, clusters.anchors(engine.user)))
-    if not clusters.wait_until(lambda: not clusters.spool_dirs(engine.spool_root), 10):
-        problems.append("spool dirs left: %s" % clusters.spool_dirs(engine.spool_root))
-    if not clusters.wait_until(lambda: not clusters.task_workdirs(release, engine.uid), 10):
-        problems.append("task dirs left in %s's node /tmp: %s"
-                        % (release, sorted(clusters.task_workdirs(release, engine.uid))))
+    problems = clusters.leftovers(release, engine.user, engine.uid, engine.spool_root)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.fixture
+def submit_host(release, unavailable):
+    """The release's root as a submit host: its podman 5 as the test user."""
+    if not os.access(clusters.submit_host(release), os.X_OK):
+        unavailable("%s has no submit host %s: run contrib/testbed/roots.sh up"
+                    % (release, clusters.submit_host(release)))
+    yield release
+    problems = clusters.leftovers(release, clusters.USER, clusters.UID,
+                                  clusters.submit_spool_root(release),
+                                  lambda user: clusters.submit_anchors(release, user))
     assert not problems, "; ".join(problems)

@@ -11,12 +11,7 @@ RUN = ("run", "--rm", "--network=none")
 
 
 def test_check_reports_the_release_and_api_version(release):
-    result = clusters.as_user([clusters.runtime(release), "check"])
-    text = result.stdout.decode()
-    assert result.returncode == 0, text + result.stderr.decode()
-    assert "API version:         %s" % clusters.fact(release, "API") in text, text
-    assert "slurmrestd release:  %s" % clusters.fact(release, "SLURM_VERSION") in text, text
-    assert clusters.fact(release, "REST_URL") in text and "ready to submit" in text, text
+    clusters.assert_check_reports_the_release(release, clusters.as_user([clusters.runtime(release), "check"]))
 
 
 def test_echo(engine):
