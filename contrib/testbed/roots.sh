@@ -497,7 +497,7 @@ submit_packages() {  # ROOT: what a submit host needs beyond ROOT_PACKAGES
     done
     ((${#missing[@]})) || return 0
     # Added to the built root, not to ROOT_PACKAGES: a root is not rebuilt for them.
-    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 \
         --no-install-recommends "${missing[@]}" >/dev/null
     chroot "$root" apt-get clean
     note "installed in $root: ${missing[*]}"
@@ -519,7 +519,7 @@ venv_up() {  # RELEASE
     if [[ ! -f $venv/.root-stamp || $(cat "$venv/.root-stamp") != "$want" ]]; then
         in_submit_host "$rel" python3 -m venv --clear "$SUBMIT_VENV"
         in_submit_host "$rel" "$SUBMIT_VENV/bin/pip" install -q --disable-pip-version-check \
-            "setuptools>=68" wheel
+            --no-cache-dir "setuptools>=68" wheel
         printf '%s\n' "$want" >"$venv/.root-stamp"
         note "$rel: created $SUBMIT_VENV ($(readlink "$root/usr/bin/python3")) in $(submit_dir "$rel")"
     fi
@@ -581,7 +581,6 @@ submit_wrapper() {  # RELEASE
     local rel=$1 user=$TB_USER root uid
     root=$(root_of "$rel")
     uid=$(root_id "$root" "$user")
-    write_if_changed "$ROOTS_STATE/pivot.sh" 0644 root:root <<<"$PIVOT" || true
     write_if_changed "$(submit_host "$rel")" 0755 root:root <<EOF || true
 #!/bin/sh
 # COMMAND... as $user on the Debian $rel root's submit host (roots.sh): pivoted
@@ -676,10 +675,19 @@ up() {
         stage "Debian root $rel: Slurm cluster"
         cluster_up "$rel"
         runtime_up "$rel"
-        submit_up "$rel"
         note "$rel: $(slurm_cmd "$rel" sinfo --version), node $rel" \
             "$(slurm_cmd "$rel" sinfo -h -n "$rel" -o %t), REST $(rest_url "$rel")"
     done
+    stage "Debian roots as submit hosts: ${RELEASES[*]}"
+    write_if_changed "$ROOTS_STATE/pivot.sh" 0644 root:root <<<"$PIVOT" || true
+    # Side by side: pip and apt-get wait on the network more than on the CPU.
+    pids=()
+    for rel in "${RELEASES[@]}"; do
+        submit_up "$rel" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    ((failed == 0)) || die "making a root a submit host failed"
     write_env
     stage "Debian roots ready (settings in $ROOTS_ENV)"
 }
