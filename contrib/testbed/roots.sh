@@ -599,8 +599,9 @@ submit_up() {  # RELEASE
     local rel=$1 t image_tar=$TB_STATE/busybox.tar
     t=$(date +%s.%N)
     submit_packages "$(root_of "$rel")"
+    # The root's own three are the mount points, empty.
     install -d -m 0755 "$(submit_dir "$rel")" "$(submit_dir "$rel")/opt" \
-        "$(submit_dir "$rel")/home" "$(submit_run_dir "$rel")"
+        "$(submit_dir "$rel")/home" "$(submit_run_dir "$rel")" "$(root_of "$rel")/run/user"
     venv_up "$rel"
     submit_user_up "$rel"
     submit_wrapper "$rel"
@@ -721,6 +722,12 @@ status() {
                 rc=1
             fi
         done
+        if [[ -d $(submit_run_dir "$rel") && -x $(submit_dir "$rel")$SUBMIT_VENV/bin/scrun-rest ]]; then
+            printf '%-7s %-11s ready (%s)\n' "$rel" submit-host "$(submit_host "$rel")"
+        else
+            printf '%-7s %-11s not made\n' "$rel" submit-host
+            rc=1
+        fi
     done
     return $rc
 }
