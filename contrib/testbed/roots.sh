@@ -249,10 +249,12 @@ EOF
 # name, its comm, its pid file in the root; in start order
 DAEMONS=("munged munged /run/munge/munged.pid" "slurmctld slurmctld /run/slurmctld.pid"
          "slurmd slurmd /run/slurmd.pid" "slurmrestd slurmrestd /run/slurmrestd.pid")
+# The submit host's (docker_up): started after the cluster, stopped before it.
+SUBMIT_DAEMONS=("dockerd dockerd /run/docker.pid")
 
 daemon_entry() {  # NAME: its DAEMONS line
     local entry
-    for entry in "${DAEMONS[@]}"; do
+    for entry in "${DAEMONS[@]}" "${SUBMIT_DAEMONS[@]}"; do
         [[ ${entry%% *} == "$1" ]] && { echo "$entry"; return 0; }
     done
     return 1
@@ -407,6 +409,7 @@ cluster_up() {  # RELEASE
 
 cluster_down() {  # RELEASE
     local i
+    stop_daemon "$1" dockerd
     for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
         stop_daemon "$1" "${DAEMONS[i]%% *}"
     done
@@ -474,13 +477,16 @@ EOF
 # none of them: /opt (the venv /opt/scrun-rest, made with the root's python3
 # from the checkout holding this script), /home (TB_USER's podman storage and
 # configs) and /run/user (on the host's /run, cleared at boot as a real one).
-# $TB_ROOTS_STATE/RELEASE/submit-host COMMAND... runs COMMAND there as TB_USER.
-SUBMIT_PACKAGES=(python3-venv)
+# $TB_ROOTS_STATE/RELEASE/submit-host COMMAND... runs COMMAND there as TB_USER,
+# submit-host-root as root (the root's docker: dockerd runs there, docker_up).
+SUBMIT_PACKAGES=(python3-venv docker-cli)
 SUBMIT_VENV=/opt/scrun-rest
-SUBMIT_PATH=/usr/local/bin:/usr/bin:/bin
+SUBMIT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+SUBMIT_IMAGE_TAR=$TB_STATE/busybox.tar
 submit_dir() { echo "$ROOTS_DIR/submit/$1"; }
 submit_run_dir() { echo "/run/scrun-roots/$1"; }
-submit_host() { echo "$ROOTS_STATE/$1/submit-host"; }
+submit_host() { echo "$ROOTS_STATE/$1/submit-host"; }  # as TB_USER
+submit_host_root() { echo "$ROOTS_STATE/$1/submit-host-root"; }  # as root (docker)
 
 in_submit_host() {  # RELEASE COMMAND...: as root, pivoted into its submit host
     local rel=$1
@@ -577,26 +583,73 @@ EOF
     user_conf "$rel" "$user" "$home/.config/scrun-rest" "/home/$user/.config/scrun-rest"
 }
 
-submit_wrapper() {  # RELEASE
-    local rel=$1 user=$TB_USER root uid
+submit_wrapper() {  # RELEASE USER WRAPPER
+    local rel=$1 user=$2 wrapper=$3 root uid env
     root=$(root_of "$rel")
     uid=$(root_id "$root" "$user")
-    write_if_changed "$(submit_host "$rel")" 0755 root:root <<EOF || true
+    env="HOME=/home/$user USER=$user LOGNAME=$user XDG_RUNTIME_DIR=/run/user/$uid"
+    [[ $user == root ]] && env="HOME=/root USER=root LOGNAME=root"
+    write_if_changed "$wrapper" 0755 root:root <<EOF || true
 #!/bin/sh
 # COMMAND... as $user on the Debian $rel root's submit host (roots.sh): pivoted
 # into $root with the submit host's /opt, /home and /run/user; its podman
-# $(chroot "$root" dpkg-query -W -f '${Version}' podman) runs $SUBMIT_VENV/bin/scrun-rest. Run it as root.
+# $(chroot "$root" dpkg-query -W -f '${Version}' podman) and docker $(chroot "$root" dpkg-query -W -f '${Version}' docker.io) run scrun-rest from $SUBMIT_VENV. Run it as root.
 cd /
 exec unshare --mount --propagation private sh $ROOTS_STATE/pivot.sh $root submit \\
     $(submit_dir "$rel") $(submit_run_dir "$rel") \\
-    setpriv --reuid=$uid --regid=$(root_id "$root" "$user") --init-groups \\
-    env -i PATH=$SUBMIT_PATH HOME=/home/$user USER=$user LOGNAME=$user \\
-    XDG_RUNTIME_DIR=/run/user/$uid PODMAN_IGNORE_CGROUPSV1_WARNING=1 "\$@"
+    setpriv --reuid=$user --regid=$user --init-groups \\
+    env -i PATH=$SUBMIT_PATH $env \\
+    PODMAN_IGNORE_CGROUPSV1_WARNING=1 "\$@"
 EOF
 }
 
+# dockerd of the root, as root on its submit host, beside this host's: its
+# own socket, data root (/opt/docker), exec root and containerd (which
+# dockerd starts, as the root has no /run/containerd), and no bridge or
+# iptables rules, as it shares this host's network.
+DOCKERD_ARGS=(--host unix:///run/docker.sock --pidfile /run/docker.pid --data-root /opt/docker
+    --bridge=none --iptables=false --ip6tables=false --ip-forward=false
+    --exec-opt native.cgroupdriver=cgroupfs --storage-driver overlay2
+    --add-runtime scrun-rest=/opt/scrun-rest-root)
+
+docker_up() {  # RELEASE
+    local rel=$1 dir args
+    dir=$(submit_dir "$rel")
+    write_if_changed "$dir/opt/scrun-rest-root.conf" 0600 root:root <<EOF || true
+# scrun-rest for root (dockerd) on the Debian $rel root's submit host (roots.sh).
+RestUrl=$(rest_url "$rel")
+TunnelHost=127.0.0.1
+JwtKeyFile=/etc/slurm/jwt_hs256.key
+JwtUser=root
+EOF
+    write_if_changed "$dir/opt/scrun-rest-root" 0755 root:root <<EOF || true
+#!/bin/sh
+# scrun-rest with root's config: dockerd gives its runtimes no way to pick one.
+SCRUN_REST_CONF=/opt/scrun-rest-root.conf exec $SUBMIT_VENV/bin/scrun-rest "\$@"
+EOF
+    args="${DOCKERD_ARGS[*]} --cgroup-parent=/scrun-roots-$rel"
+    if daemon_pid "$rel" dockerd >/dev/null && [[ $(cat "$dir/dockerd.args") != "$args" ]]; then
+        stop_daemon "$rel" dockerd
+    fi
+    if ! daemon_pid "$rel" dockerd >/dev/null; then
+        printf '%s\n' "$args" >"$dir/dockerd.args"
+        cd /
+        # shellcheck disable=SC2086  # the arguments, one a word
+        detach "${IN_ROOT[@]}" "$(root_of "$rel")" submit "$dir" "$(submit_run_dir "$rel")" \
+            env -i PATH="$SUBMIT_PATH" HOME=/root /usr/sbin/dockerd $args \
+            </dev/null >>"$dir/dockerd.log" 2>&1
+        wait_for "$START_TIMEOUT" "dockerd of $rel's submit host (log $dir/dockerd.log)" \
+            in_submit_host "$rel" docker info
+        note "$rel: dockerd started on the submit host (pid $(daemon_pid "$rel" dockerd || echo '?'))"
+    fi
+    if ! in_submit_host "$rel" docker image inspect "$TB_IMAGE" >/dev/null 2>&1; then
+        in_submit_host "$rel" docker import - "$TB_IMAGE" <"$SUBMIT_IMAGE_TAR" >/dev/null
+        note "$rel: imported $TB_IMAGE for dockerd on the submit host"
+    fi
+}
+
 submit_up() {  # RELEASE
-    local rel=$1 t image_tar=$TB_STATE/busybox.tar
+    local rel=$1 t
     t=$(date +%s.%N)
     submit_packages "$(root_of "$rel")"
     # The root's own three are the mount points, empty.
@@ -604,12 +657,14 @@ submit_up() {  # RELEASE
         "$(submit_dir "$rel")/home" "$(submit_run_dir "$rel")" "$(root_of "$rel")/run/user"
     venv_up "$rel"
     submit_user_up "$rel"
-    submit_wrapper "$rel"
+    submit_wrapper "$rel" "$TB_USER" "$(submit_host "$rel")"
+    submit_wrapper "$rel" root "$(submit_host_root "$rel")"
+    [[ -s $SUBMIT_IMAGE_TAR ]] || die "no $SUBMIT_IMAGE_TAR to import $TB_IMAGE from (setup.sh makes it)"
     if ! "$(submit_host "$rel")" podman image exists "$TB_IMAGE"; then
-        [[ -s $image_tar ]] || die "no $image_tar to import $TB_IMAGE from (setup.sh makes it)"
-        "$(submit_host "$rel")" podman import -q - "$TB_IMAGE" <"$image_tar" >/dev/null
+        "$(submit_host "$rel")" podman import -q - "$TB_IMAGE" <"$SUBMIT_IMAGE_TAR" >/dev/null
         note "$rel: imported $TB_IMAGE for $TB_USER on the submit host"
     fi
+    docker_up "$rel"
     note "$rel: submit host: $("$(submit_host "$rel")" podman --version)," \
         "$SUBMIT_VENV ($(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)"
 }
@@ -634,6 +689,8 @@ ROOTS_${key}_DOCKER_RUNTIME=scrun-rest-$rel
 ROOTS_${key}_SUBMIT_HOST=$(submit_host "$rel")
 ROOTS_${key}_SUBMIT_RUN_DIR=$(submit_run_dir "$rel")
 ROOTS_${key}_SUBMIT_VENV=$SUBMIT_VENV
+ROOTS_${key}_SUBMIT_HOST_ROOT=$(submit_host_root "$rel")
+ROOTS_${key}_SUBMIT_DOCKER_STATE=$root/run/docker/runtime-runc/moby
 ROOTS_${key}_PACKAGES=$(chroot "$root" dpkg-query -W -f '${Package}=${Version} ' \
     podman docker.io containerd runc crun python3 | sed 's/ $//')
 EOF
@@ -714,7 +771,7 @@ status() {
         fi
         printf '%-7s root %s (%s)\n' "$rel" "$(root_of "$rel")" \
             "$(du -sh --one-file-system "$(root_of "$rel")" | cut -f1)"
-        for entry in "${DAEMONS[@]}"; do
+        for entry in "${DAEMONS[@]}" "${SUBMIT_DAEMONS[@]}"; do
             if pid=$(daemon_pid "$rel" "${entry%% *}"); then
                 printf '%-7s %-11s running (pid %s)\n' "$rel" "${entry%% *}" "$pid"
             else
