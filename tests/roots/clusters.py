@@ -140,8 +140,21 @@ def submit_spool_root(release, uid=UID):
                                  uid)
 
 
-def on_submit_host(release, *argv, input=None, timeout=120):
-    return subprocess.run([submit_host(release)] + list(argv), input=input, capture_output=True,
+def submit_host_root(release):
+    """The same as root: the root's docker, whose dockerd runs there."""
+    return fact(release, "SUBMIT_HOST_ROOT",
+                "/var/lib/scrun-testbed/roots/%s/submit-host-root" % release)
+
+
+def submit_docker_state(release):
+    """Where dockerd's scrun-rest keeps its containers (runc's --root), seen from here."""
+    return fact(release, "SUBMIT_DOCKER_STATE",
+                root(release) + "/run/docker/runtime-runc/moby")
+
+
+def on_submit_host(release, *argv, input=None, timeout=120, as_root=False):
+    wrapper = submit_host_root(release) if as_root else submit_host(release)
+    return subprocess.run([wrapper] + list(argv), input=input, capture_output=True,
                           timeout=timeout, cwd="/")
 
 
@@ -150,6 +163,15 @@ def root_podman(release, *args, input=None, timeout=120):
     test user on the release's submit host, with its scrun-rest."""
     return on_submit_host(release, "podman", "--runtime", submit_runtime(release), *args,
                           input=input, timeout=timeout)
+
+
+def root_docker(release, *args, input=None, timeout=120):
+    """The root's own docker (26.1 on trixie, 28.5 on forky) as root on the
+    release's submit host; `run` with the scrun-rest its dockerd knows."""
+    argv = list(args)
+    if argv and argv[0] == "run":
+        argv[1:1] = ["--runtime", "scrun-rest"]
+    return on_submit_host(release, "docker", *argv, input=input, timeout=timeout, as_root=True)
 
 
 def sees_root(pid, release):

@@ -67,3 +67,41 @@ def submit_host(release, unavailable):
                                   clusters.submit_spool_root(release),
                                   lambda user: clusters.submit_anchors(release, user))
     assert not problems, "; ".join(problems)
+
+
+class SubmitEngine:
+    """The root's own podman (rootless, the test user) or docker (root) on the
+    release's submit host, with the root's scrun-rest."""
+
+    def __init__(self, name, release):
+        self.name, self.release = name, release
+        self.user = clusters.USER if name == "podman" else "root"
+        self.uid = clusters.UID if name == "podman" else 0
+        self.spool_root = (clusters.submit_spool_root(release) if name == "podman"
+                           else clusters.submit_docker_state(release))
+
+    def __call__(self, *args, **kwargs):
+        run = clusters.root_podman if self.name == "podman" else clusters.root_docker
+        return run(self.release, *args, **kwargs)
+
+    def remove(self, name):
+        """Gone at once, whatever its state."""
+        now = ("-t", "0") if self.name == "podman" else ()
+        return self("rm", "-f", *now, name)
+
+    def __repr__(self):
+        return "%s on %s's submit host" % (self.name, self.release)
+
+
+@pytest.fixture(params=["podman", "docker"])
+def submit_engine(request, submit_host, unavailable):
+    if request.param == "docker":
+        info = clusters.on_submit_host(submit_host, "docker", "info", as_root=True)
+        if info.returncode != 0:
+            unavailable("the dockerd of %s's submit host does not answer: run "
+                        "contrib/testbed/roots.sh up (%s)" % (submit_host, info.stderr[-300:]))
+    engine = SubmitEngine(request.param, submit_host)
+    yield engine
+    problems = clusters.leftovers(submit_host, engine.user, engine.uid, engine.spool_root,
+                                  lambda user: clusters.submit_anchors(submit_host, user))
+    assert not problems, "; ".join(problems)
