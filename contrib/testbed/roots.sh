@@ -43,9 +43,11 @@
 # Facts for tests: $TB_STATE/roots.env (root only: it holds tokens).
 #
 # Each root is a submit host too (submit_up, below): rootless podman 5 of the
-# root as TB_USER, with scrun-rest installed from this checkout into a venv
-# of the root's python3, against the root's cluster:
+# root as TB_USER, and its docker as root (its dockerd runs there), with
+# scrun-rest installed from this checkout into a venv of the root's python3,
+# against the root's cluster:
 #   $TB_STATE/roots/RELEASE/submit-host podman --runtime scrun-rest run ...
+#   $TB_STATE/roots/RELEASE/submit-host-root docker run --runtime scrun-rest ...
 # Slurm commands against a cluster: chroot /var/lib/scrun-roots/RELEASE sinfo
 #
 # Environment: TB_ROOTS (releases to bring up, default "trixie forky"),
@@ -584,11 +586,11 @@ EOF
 }
 
 submit_wrapper() {  # RELEASE USER WRAPPER
-    local rel=$1 user=$2 wrapper=$3 root uid env
+    local rel=$1 user=$2 wrapper=$3 root uid login
     root=$(root_of "$rel")
     uid=$(root_id "$root" "$user")
-    env="HOME=/home/$user USER=$user LOGNAME=$user XDG_RUNTIME_DIR=/run/user/$uid"
-    [[ $user == root ]] && env="HOME=/root USER=root LOGNAME=root"
+    login="HOME=/home/$user USER=$user LOGNAME=$user XDG_RUNTIME_DIR=/run/user/$uid"
+    [[ $user == root ]] && login="HOME=/root USER=root LOGNAME=root"
     write_if_changed "$wrapper" 0755 root:root <<EOF || true
 #!/bin/sh
 # COMMAND... as $user on the Debian $rel root's submit host (roots.sh): pivoted
@@ -598,7 +600,7 @@ cd /
 exec unshare --mount --propagation private sh $ROOTS_STATE/pivot.sh $root submit \\
     $(submit_dir "$rel") $(submit_run_dir "$rel") \\
     setpriv --reuid=$user --regid=$user --init-groups \\
-    env -i PATH=$SUBMIT_PATH $env \\
+    env -i PATH=$SUBMIT_PATH $login \\
     PODMAN_IGNORE_CGROUPSV1_WARNING=1 "\$@"
 EOF
 }
@@ -628,7 +630,7 @@ EOF
 SCRUN_REST_CONF=/opt/scrun-rest-root.conf exec $SUBMIT_VENV/bin/scrun-rest "\$@"
 EOF
     args="${DOCKERD_ARGS[*]} --cgroup-parent=/scrun-roots-$rel"
-    if daemon_pid "$rel" dockerd >/dev/null && [[ $(cat "$dir/dockerd.args") != "$args" ]]; then
+    if daemon_pid "$rel" dockerd >/dev/null && [[ $(cat "$dir/dockerd.args" 2>/dev/null) != "$args" ]]; then
         stop_daemon "$rel" dockerd
     fi
     if ! daemon_pid "$rel" dockerd >/dev/null; then

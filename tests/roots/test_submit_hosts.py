@@ -64,6 +64,17 @@ def test_the_submit_host_runs_this_checkouts_code(submit_host):
         "the submit host's scrun-rest is not %s's: rerun contrib/testbed/roots.sh up" % REPO
 
 
+def test_the_node_sees_none_of_the_submit_hosts_files(submit_host):
+    # They are bound over the root's empty /opt, /home and /run/user only
+    # where the submit host runs, so the rootfs can only travel.
+    paths = ("/opt/scrun-rest/bin/scrun-rest", "/opt/scrun-rest-root.conf", "/opt/docker",
+             clusters.HOME + "/.config/scrun-rest/jwt", "/run/user/%d/libpod" % clusters.UID)
+    seen = clusters.on_submit_host(submit_host, "ls", "-d", *paths, as_root=True)
+    assert seen.returncode == 0, seen.stderr
+    node = clusters.node_root(submit_host)
+    assert [path for path in paths if os.path.exists(node + path)] == []
+
+
 def test_check_reports_the_release_and_api_version(submit_host):
     result = clusters.on_submit_host(submit_host, clusters.submit_runtime(submit_host), "check")
     clusters.assert_check_reports_the_release(submit_host, result)
