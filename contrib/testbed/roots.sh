@@ -463,7 +463,8 @@ RestUrl=$(rest_url "$rel")
 TunnelHost=127.0.0.1
 JwtFile=$seen/jwt
 EOF
-    token=$(token_for "$rel" "$user" "$TOKEN_LIFESPAN") || die "$rel: scontrol token for $user failed"
+    token=$(token_for "$rel" "$user" "$TOKEN_LIFESPAN") ||
+        die "$rel: scontrol token for $user failed"
     tmp=$(mktemp "$conf/.jwt.XXXXXX")
     printf '%s\n' "$token" >"$tmp"
     chown "$user:$user" "$tmp"
@@ -529,7 +530,8 @@ venv_up() {  # RELEASE
         in_submit_host "$rel" "$SUBMIT_VENV/bin/pip" install -q --disable-pip-version-check \
             --no-cache-dir "setuptools>=68" wheel
         printf '%s\n' "$want" >"$venv/.root-stamp"
-        note "$rel: created $SUBMIT_VENV ($(readlink "$root/usr/bin/python3")) in $(submit_dir "$rel")"
+        note "$rel: created $SUBMIT_VENV ($(readlink "$root/usr/bin/python3"))" \
+            "in $(submit_dir "$rel")"
     fi
     # A private copy in the root's /tmp, which the submit host sees: a build in
     # place would leave build/ and *.egg-info in the checkout.
@@ -586,8 +588,10 @@ EOF
 }
 
 submit_wrapper() {  # RELEASE USER WRAPPER
-    local rel=$1 user=$2 wrapper=$3 root uid login
+    local rel=$1 user=$2 wrapper=$3 root uid login podman docker
     root=$(root_of "$rel")
+    podman=$(chroot "$root" dpkg-query -W -f '${Version}' podman)
+    docker=$(chroot "$root" dpkg-query -W -f '${Version}' docker.io)
     uid=$(root_id "$root" "$user")
     login="HOME=/home/$user USER=$user LOGNAME=$user XDG_RUNTIME_DIR=/run/user/$uid"
     [[ $user == root ]] && login="HOME=/root USER=root LOGNAME=root"
@@ -595,7 +599,7 @@ submit_wrapper() {  # RELEASE USER WRAPPER
 #!/bin/sh
 # COMMAND... as $user on the Debian $rel root's submit host (roots.sh): pivoted
 # into $root with the submit host's /opt, /home and /run/user; its podman
-# $(chroot "$root" dpkg-query -W -f '${Version}' podman) and docker $(chroot "$root" dpkg-query -W -f '${Version}' docker.io) run scrun-rest from $SUBMIT_VENV. Run it as root.
+# $podman and docker $docker run scrun-rest from $SUBMIT_VENV. Run it as root.
 cd /
 exec unshare --mount --propagation private sh $ROOTS_STATE/pivot.sh $root submit \\
     $(submit_dir "$rel") $(submit_run_dir "$rel") \\
@@ -630,7 +634,9 @@ EOF
 SCRUN_REST_CONF=/opt/scrun-rest-root.conf exec $SUBMIT_VENV/bin/scrun-rest "\$@"
 EOF
     args="${DOCKERD_ARGS[*]} --cgroup-parent=/scrun-roots-$rel"
-    if daemon_pid "$rel" dockerd >/dev/null && [[ $(cat "$dir/dockerd.args" 2>/dev/null) != "$args" ]]; then
+    # Started with other arguments: restarted with these.
+    if daemon_pid "$rel" dockerd >/dev/null &&
+            [[ $(cat "$dir/dockerd.args" 2>/dev/null) != "$args" ]]; then
         stop_daemon "$rel" dockerd
     fi
     if ! daemon_pid "$rel" dockerd >/dev/null; then
@@ -642,7 +648,8 @@ EOF
             </dev/null >>"$dir/dockerd.log" 2>&1
         wait_for "$START_TIMEOUT" "dockerd of $rel's submit host (log $dir/dockerd.log)" \
             in_submit_host "$rel" docker info
-        note "$rel: dockerd started on the submit host (pid $(daemon_pid "$rel" dockerd || echo '?'))"
+        note "$rel: dockerd started on the submit host" \
+            "(pid $(daemon_pid "$rel" dockerd || echo '?'))"
     fi
     if ! in_submit_host "$rel" docker image inspect "$TB_IMAGE" >/dev/null 2>&1; then
         in_submit_host "$rel" docker import - "$TB_IMAGE" <"$SUBMIT_IMAGE_TAR" >/dev/null
@@ -661,7 +668,8 @@ submit_up() {  # RELEASE
     submit_user_up "$rel"
     submit_wrapper "$rel" "$TB_USER" "$(submit_host "$rel")"
     submit_wrapper "$rel" root "$(submit_host_root "$rel")"
-    [[ -s $SUBMIT_IMAGE_TAR ]] || die "no $SUBMIT_IMAGE_TAR to import $TB_IMAGE from (setup.sh makes it)"
+    [[ -s $SUBMIT_IMAGE_TAR ]] ||
+        die "no $SUBMIT_IMAGE_TAR to import $TB_IMAGE from (setup.sh makes it)"
     if ! "$(submit_host "$rel")" podman image exists "$TB_IMAGE"; then
         "$(submit_host "$rel")" podman import -q - "$TB_IMAGE" <"$SUBMIT_IMAGE_TAR" >/dev/null
         note "$rel: imported $TB_IMAGE for $TB_USER on the submit host"
@@ -781,7 +789,8 @@ status() {
                 rc=1
             fi
         done
-        if [[ -d $(submit_run_dir "$rel") && -x $(submit_dir "$rel")$SUBMIT_VENV/bin/scrun-rest ]]; then
+        if [[ -d $(submit_run_dir "$rel") &&
+                -x $(submit_dir "$rel")$SUBMIT_VENV/bin/scrun-rest ]]; then
             printf '%-7s %-11s ready (%s)\n' "$rel" submit-host "$(submit_host "$rel")"
         else
             printf '%-7s %-11s not made\n' "$rel" submit-host

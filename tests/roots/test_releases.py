@@ -11,7 +11,8 @@ RUN = ("run", "--rm", "--network=none")
 
 
 def test_check_reports_the_release_and_api_version(release):
-    clusters.assert_check_reports_the_release(release, clusters.as_user([clusters.runtime(release), "check"]))
+    result = clusters.as_user([clusters.runtime(release), "check"])
+    clusters.assert_check_reports_the_release(release, result)
 
 
 def test_echo(engine):

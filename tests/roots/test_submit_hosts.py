@@ -6,7 +6,8 @@ venv of the root's python3 (3.13, 3.14), against the root's cluster (Slurm
 container's rootfs travels."""
 import hashlib
 import os
-import pathlib
+import subprocess
+import sys
 import time
 import uuid
 
@@ -50,17 +51,26 @@ def test_podman_runs_the_roots_conmon_and_python(submit_host):
     assert module.startswith("/opt/scrun-rest/lib/python%s/" % python), module
 
 
+# The digest of a package's *.py files, as a script for either side.
+DIGEST = """
+import hashlib, pathlib, sys
+base = pathlib.Path(sys.argv[1])
+print(hashlib.sha256(b"".join(p.read_bytes() for p in sorted(base.rglob("*.py")))).hexdigest())
+"""
+
+
 def test_the_submit_host_runs_this_checkouts_code(submit_host):
     # roots.sh reinstalls it on every run, so CI's clone tests its own code.
-    script = ("import hashlib, pathlib, scrun_rest; base = pathlib.Path(scrun_rest.__file__).parent; "
-              "print(hashlib.sha256(b''.join(p.read_bytes() for p in sorted(base.rglob('*.py'))))"
-              ".hexdigest())")
-    result = clusters.on_submit_host(submit_host, os.path.dirname(
-        clusters.submit_runtime(submit_host)) + "/python3", "-c", script)
-    assert result.returncode == 0, result.stderr
-    base = pathlib.Path(REPO, "scrun_rest")
-    mine = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(base.rglob("*.py"))))
-    assert result.stdout.decode().strip() == mine.hexdigest(), \
+    python = os.path.dirname(clusters.submit_runtime(submit_host)) + "/python3"
+    installed = clusters.on_submit_host(submit_host, python, "-c",
+                                        "import scrun_rest; print(scrun_rest.__path__[0])")
+    assert installed.returncode == 0, installed.stderr
+    theirs = clusters.on_submit_host(submit_host, python, "-c", DIGEST,
+                                     installed.stdout.decode().strip())
+    mine = subprocess.run([sys.executable, "-c", DIGEST, os.path.join(REPO, "scrun_rest")],
+                          capture_output=True)
+    assert theirs.returncode == 0 and mine.returncode == 0, theirs.stderr + mine.stderr
+    assert theirs.stdout == mine.stdout, \
         "the submit host's scrun-rest is not %s's: rerun contrib/testbed/roots.sh up" % REPO
 
 
