@@ -25,64 +25,35 @@ def release(request, unavailable):
 
 
 class Engine:
-    """Host podman as the rootless test user, or host docker (as root), both
-    with the runtime wrapper of one release's cluster."""
+    """podman (rootless, as the test user) or docker (as root) against one
+    release's cluster: this host's (podman 4.3, docker 20.10) with the
+    release's runtime wrapper, or, as "root-podman" and "root-docker", the
+    root's own (podman 5, docker 26/28) on its submit host with its scrun-rest."""
 
-    def __init__(self, name, release):
-        self.name, self.release = name, release
-        self.user = clusters.USER if name == "podman" else "root"
-        self.uid = clusters.UID if name == "podman" else 0
-        self.spool_root = clusters.SPOOL_ROOT if name == "podman" else clusters.DOCKER_ROOT
-
-    def __call__(self, *args, **kwargs):
-        run = clusters.podman if self.name == "podman" else clusters.docker
-        return run(self.release, *args, **kwargs)
-
-    def __repr__(self):
-        return "%s on %s" % (self.name, self.release)
-
-
-@pytest.fixture(params=["podman", "docker"])
-def engine(request, release, unavailable):
-    if request.param == "docker":
-        if not clusters.docker_available():
-            unavailable("dockerd is not running")
-        if not clusters.docker_has_runtime(release):
-            unavailable("dockerd has no runtime %s: rerun contrib/testbed/setup.sh"
-                        % clusters.docker_runtime(release))
-    engine = Engine(request.param, release)
-    yield engine
-    problems = clusters.leftovers(release, engine.user, engine.uid, engine.spool_root)
-    assert not problems, "; ".join(problems)
-
-
-@pytest.fixture
-def submit_host(release, unavailable):
-    """The release's root as a submit host: its podman 5 as the test user."""
-    if not os.access(clusters.submit_host(release), os.X_OK):
-        unavailable("%s has no submit host %s: run contrib/testbed/roots.sh up"
-                    % (release, clusters.submit_host(release)))
-    yield release
-    problems = clusters.leftovers(release, clusters.USER, clusters.UID,
-                                  clusters.submit_spool_root(release),
-                                  lambda user: clusters.submit_anchors(release, user))
-    assert not problems, "; ".join(problems)
-
-
-class SubmitEngine:
-    """The root's own podman (rootless, the test user) or docker (root) on the
-    release's submit host, with the root's scrun-rest."""
-
-    def __init__(self, name, release):
-        self.name, self.release = name, release
-        self.user = clusters.USER if name == "podman" else "root"
-        self.uid = clusters.UID if name == "podman" else 0
-        self.spool_root = (clusters.submit_spool_root(release) if name == "podman"
-                           else clusters.submit_docker_state(release))
+    def __init__(self, kind, release):
+        self.on_root = kind.startswith("root-")
+        self.name = kind[len("root-"):] if self.on_root else kind
+        self.release = release
+        podman = self.name == "podman"
+        self.user = clusters.USER if podman else "root"
+        self.uid = clusters.UID if podman else 0
+        if self.on_root:
+            self.spool_root = (clusters.submit_spool_root(release) if podman
+                               else clusters.submit_docker_state(release))
+            self.run = clusters.root_podman if podman else clusters.root_docker
+        else:
+            self.spool_root = clusters.SPOOL_ROOT if podman else clusters.DOCKER_ROOT
+            self.run = clusters.podman if podman else clusters.docker
 
     def __call__(self, *args, **kwargs):
-        run = clusters.root_podman if self.name == "podman" else clusters.root_docker
-        return run(self.release, *args, **kwargs)
+        return self.run(self.release, *args, **kwargs)
+
+    def anchors(self, user):
+        # Those of the submit host run pivoted into the root: tests of this
+        # host's engines running at the same time have their own.
+        if self.on_root:
+            return clusters.submit_anchors(self.release, user)
+        return clusters.anchors(user)
 
     def remove(self, name):
         """Gone at once, whatever its state."""
@@ -90,18 +61,54 @@ class SubmitEngine:
         return self("rm", "-f", *now, name)
 
     def __repr__(self):
-        return "%s on %s's submit host" % (self.name, self.release)
+        return "%s%s on %s" % ("the root's " if self.on_root else "", self.name, self.release)
 
 
-@pytest.fixture(params=["podman", "docker"])
-def submit_engine(request, submit_host, unavailable):
-    if request.param == "docker":
-        info = clusters.on_submit_host(submit_host, "docker", "info", as_root=True)
+def require(kind, release, unavailable):
+    """unavailable(...) unless the engine of that kind can reach the release."""
+    if kind.startswith("root-") and not os.access(clusters.submit_host(release), os.X_OK):
+        unavailable("%s has no submit host %s: run contrib/testbed/roots.sh up"
+                    % (release, clusters.submit_host(release)))
+    if kind == "root-docker":
+        info = clusters.on_submit_host(release, "docker", "info", as_root=True)
         if info.returncode != 0:
             unavailable("the dockerd of %s's submit host does not answer: run "
-                        "contrib/testbed/roots.sh up (%s)" % (submit_host, info.stderr[-300:]))
-    engine = SubmitEngine(request.param, submit_host)
-    yield engine
-    problems = clusters.leftovers(submit_host, engine.user, engine.uid, engine.spool_root,
-                                  lambda user: clusters.submit_anchors(submit_host, user))
+                        "contrib/testbed/roots.sh up (%s)" % (release, info.stderr[-300:]))
+    if kind == "docker":
+        if not clusters.docker_available():
+            unavailable("dockerd is not running")
+        if not clusters.docker_has_runtime(release):
+            unavailable("dockerd has no runtime %s: rerun contrib/testbed/setup.sh"
+                        % clusters.docker_runtime(release))
+
+
+def settled(engine):
+    """What the engine's containers left behind (none, once they are gone)."""
+    problems = clusters.leftovers(engine.release, engine.user, engine.uid, engine.spool_root,
+                                  engine.anchors)
     assert not problems, "; ".join(problems)
+
+
+@pytest.fixture(params=["podman", "docker", "root-podman", "root-docker"])
+def engine(request, release, unavailable):
+    require(request.param, release, unavailable)
+    engine = Engine(request.param, release)
+    yield engine
+    settled(engine)
+
+
+@pytest.fixture(params=["root-podman", "root-docker"])
+def submit_engine(request, release, unavailable):
+    """The root's own engines on its submit host only."""
+    require(request.param, release, unavailable)
+    engine = Engine(request.param, release)
+    yield engine
+    settled(engine)
+
+
+@pytest.fixture
+def submit_host(release, unavailable):
+    """The release's root as a submit host, for its podman as the test user."""
+    require("root-podman", release, unavailable)
+    yield release
+    settled(Engine("root-podman", release))

@@ -1,9 +1,10 @@
-"""The core of a run from each Debian root as a submit host: the root's own
-podman (5.4.2 on trixie, 5.8.6 on forky) and conmon, rootless as the test
-user, and its docker (26.1, 28.5) as root, with scrun-rest installed into a
-venv of the root's python3 (3.13, 3.14), against the root's cluster (Slurm
-24.11, 26.05). The node shares no filesystem with the submit host, so every
-container's rootfs travels."""
+"""Each Debian root as a submit host: the root's own podman (5.4.2 on trixie,
+5.8.6 on forky) and conmon, rootless as the test user, and its docker (26.1,
+28.5) as root, with scrun-rest installed into a venv of the root's python3
+(3.13, 3.14), against the root's cluster (Slurm 24.11, 26.05). echo, exit
+codes, stdin and stdout/stderr through them are test_releases.py's (the
+engine fixture); here is the rest of the core: what runs there, 20 MB of
+output, -d with stop and kill, exec, check."""
 import hashlib
 import os
 import subprocess
@@ -90,25 +91,6 @@ def test_check_reports_the_release_and_api_version(submit_host):
     clusters.assert_check_reports_the_release(submit_host, result)
 
 
-def test_echo_runs_on_the_releases_node(submit_engine):
-    def jobs():
-        return set(clusters.slurm(submit_engine.release, "squeue", "-h", "-t", "all", "-u",
-                                  submit_engine.user, "-o", "%i %N").stdout.splitlines())
-
-    before = jobs()
-    result = submit_engine(*RUN, IMAGE, "echo", "hello")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == b"hello\n"
-    new = jobs() - before
-    assert [line.split()[1] for line in new] == [clusters.fact(submit_engine.release, "NODE")], \
-        new
-
-
-def test_exit_code_is_the_containers(submit_engine):
-    result = submit_engine(*RUN, IMAGE, "sh", "-c", "exit 7")
-    assert result.returncode == 7, result.stderr
-
-
 def test_death_by_signal_is_128_plus_n(submit_host):
     # In a pid namespace of its own the shell would be its init, which
     # ignores a KILL sent from inside: in the node's it dies of it. (docker's
@@ -117,20 +99,6 @@ def test_death_by_signal_is_128_plus_n(submit_host):
                                   "kill -KILL $$; echo survived")
     assert result.returncode == 137, result.stdout + result.stderr
     assert b"survived" not in result.stdout
-
-
-def test_stdin_reaches_the_container(submit_engine):
-    data = os.urandom(3 << 20)
-    result = submit_engine("run", "--rm", "-i", "--network=none", IMAGE, "sha256sum", input=data)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[0] == hashlib.sha256(data).hexdigest().encode()
-
-
-def test_stdout_and_stderr_stay_apart(submit_engine):
-    result = submit_engine(*RUN, IMAGE, "sh", "-c", "echo out; echo err >&2; echo out2")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == b"out\nout2\n"
-    assert result.stderr == b"err\n"
 
 
 def test_20_mb_of_output_arrive_byte_for_byte(submit_engine):
