@@ -49,11 +49,12 @@ class Engine:
         return self.run(self.release, *args, **kwargs)
 
     def anchors(self, user):
-        # Those of the submit host run pivoted into the root: tests of this
-        # host's engines running at the same time have their own.
+        # Those of a submit host run pivoted into its root, this host's not:
+        # tests of the other kind running at the same time have their own.
         if self.on_root:
             return clusters.submit_anchors(self.release, user)
-        return clusters.anchors(user)
+        return [pid for pid in clusters.anchors(user)
+                if not any(clusters.sees_root(pid, release) for release in clusters.RELEASES)]
 
     def remove(self, name):
         """Gone at once, whatever its state."""
