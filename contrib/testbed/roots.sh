@@ -41,6 +41,13 @@
 # without one (root: docker, rootful podman), with
 # $TB_STATE/roots/RELEASE/root.conf (JwtKeyFile: root mints its own tokens).
 # Facts for tests: $TB_STATE/roots.env (root only: it holds tokens).
+#
+# Each root is a submit host too (submit_up, below): rootless podman 5 of the
+# root as TB_USER, and its docker as root (its dockerd runs there), with
+# scrun-rest installed from this checkout into a venv of the root's python3,
+# against the root's cluster:
+#   $TB_STATE/roots/RELEASE/submit-host podman --runtime scrun-rest run ...
+#   $TB_STATE/roots/RELEASE/submit-host-root docker run --runtime scrun-rest ...
 # Slurm commands against a cluster: chroot /var/lib/scrun-roots/RELEASE sinfo
 #
 # Environment: TB_ROOTS (releases to bring up, default "trixie forky"),
@@ -244,10 +251,12 @@ EOF
 # name, its comm, its pid file in the root; in start order
 DAEMONS=("munged munged /run/munge/munged.pid" "slurmctld slurmctld /run/slurmctld.pid"
          "slurmd slurmd /run/slurmd.pid" "slurmrestd slurmrestd /run/slurmrestd.pid")
+# The submit host's (docker_up): started after the cluster, stopped before it.
+SUBMIT_DAEMONS=("dockerd dockerd /run/docker.pid")
 
 daemon_entry() {  # NAME: its DAEMONS line
     local entry
-    for entry in "${DAEMONS[@]}"; do
+    for entry in "${DAEMONS[@]}" "${SUBMIT_DAEMONS[@]}"; do
         [[ ${entry%% *} == "$1" ]] && { echo "$entry"; return 0; }
     done
     return 1
@@ -268,7 +277,9 @@ daemon_pid() {  # RELEASE NAME
 }
 
 # The command line that runs COMMAND... pivoted into ROOT, in a private mount
-# namespace; with "node", /tmp is a fresh tmpfs of its own as well.
+# namespace; with "node", /tmp is a fresh tmpfs of its own as well; with
+# "submit", the submit host's own /opt, /home and /run/user (submit_up) are
+# bound over the root's, which the node keeps seeing empty.
 PIVOT='set -e
 r=$1 kind=$2
 shift 2
@@ -279,12 +290,21 @@ mount --bind /dev/pts "$r/dev/pts"
 mount --rbind /sys "$r/sys"
 mount -t tmpfs -o mode=1777,nosuid,nodev shm "$r/dev/shm"
 if [ "$kind" = node ]; then mount -t tmpfs -o mode=1777,nosuid,nodev node-tmp "$r/tmp"; fi
+if [ "$kind" = submit ]; then
+    mount --bind "$1/opt" "$r/opt"
+    mount --bind "$1/home" "$r/home"
+    mount --bind "$2" "$r/run/user"
+    shift 2
+fi
 cd "$r"
 pivot_root . .oldroot
 cd /
 umount -l /.oldroot
+# Rootless podman warns on every new user namespace when / is not shared.
+if [ "$kind" = submit ]; then mount --make-rshared /; fi
 exec "$@"'
-IN_ROOT=(unshare --mount --propagation private sh -c "$PIVOT" sh)  # ROOT daemon|node COMMAND...
+# ROOT daemon|node COMMAND..., or ROOT submit SUBMIT_DIR RUN_USER_DIR COMMAND...
+IN_ROOT=(unshare --mount --propagation private sh -c "$PIVOT" sh)
 
 slurm_cmd() {  # RELEASE COMMAND...: a Slurm client command against its cluster
     local root
@@ -391,10 +411,13 @@ cluster_up() {  # RELEASE
 
 cluster_down() {  # RELEASE
     local i
+    stop_daemon "$1" dockerd
     for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
         stop_daemon "$1" "${DAEMONS[i]%% *}"
     done
     stop_root_processes "$1"
+    # Its submit host's podman state died with those processes, as at a reboot.
+    rm -rf "$(submit_run_dir "$1")"
 }
 
 # ---------------------------------------------------------------------------
@@ -421,25 +444,239 @@ TunnelHost=127.0.0.1
 JwtKeyFile=$root/etc/slurm/jwt_hs256.key
 JwtUser=root
 EOF
-    local user home conf token tmp
+    local user home
     for user in $(test_users); do
         id "$user" >/dev/null 2>&1 || continue
         home=$(getent passwd "$user" | cut -d: -f6)
-        conf=$home/$(user_conf_dir "$rel")
-        install -d -o "$user" -g "$user" -m 0700 "$home/.config" "$conf"
-        write_if_changed "$conf/scrun-rest.conf" 0600 "$user:$user" <<EOF || true
+        install -d -o "$user" -g "$user" -m 0700 "$home/.config"
+        user_conf "$rel" "$user" "$home/$(user_conf_dir "$rel")" "$home/$(user_conf_dir "$rel")"
+    done
+}
+
+# USER's scrun-rest.conf and a 30-day token in DIR, which USER sees as SEEN_AS.
+user_conf() {  # RELEASE USER DIR SEEN_AS
+    local rel=$1 user=$2 conf=$3 seen=$4 token tmp
+    install -d -o "$user" -g "$user" -m 0700 "$conf"
+    write_if_changed "$conf/scrun-rest.conf" 0600 "$user:$user" <<EOF || true
 # scrun-rest for $user against the Debian $rel root's cluster (roots.sh).
 RestUrl=$(rest_url "$rel")
 TunnelHost=127.0.0.1
-JwtFile=$conf/jwt
+JwtFile=$seen/jwt
 EOF
-        token=$(token_for "$rel" "$user" "$TOKEN_LIFESPAN") || die "$rel: scontrol token for $user failed"
-        tmp=$(mktemp "$conf/.jwt.XXXXXX")
-        printf '%s\n' "$token" >"$tmp"
-        chown "$user:$user" "$tmp"
-        chmod 0600 "$tmp"
-        mv "$tmp" "$conf/jwt"
+    token=$(token_for "$rel" "$user" "$TOKEN_LIFESPAN") ||
+        die "$rel: scontrol token for $user failed"
+    tmp=$(mktemp "$conf/.jwt.XXXXXX")
+    printf '%s\n' "$token" >"$tmp"
+    chown "$user:$user" "$tmp"
+    chmod 0600 "$tmp"
+    mv "$tmp" "$conf/jwt"
+}
+
+# ---------------------------------------------------------------------------
+# the root as a submit host: its own podman 5 and scrun-rest, rootless as TB_USER
+#
+# A submit host runs pivoted into the root (IN_ROOT ... submit), with three
+# dirs of its own bound over the root's empty ones, so the node still sees
+# none of them: /opt (the venv /opt/scrun-rest, made with the root's python3
+# from the checkout holding this script), /home (TB_USER's podman storage and
+# configs) and /run/user (on the host's /run, cleared at boot as a real one).
+# $TB_ROOTS_STATE/RELEASE/submit-host COMMAND... runs COMMAND there as TB_USER,
+# submit-host-root as root (the root's docker: dockerd runs there, docker_up).
+SUBMIT_PACKAGES=(python3-venv docker-cli)
+SUBMIT_VENV=/opt/scrun-rest
+SUBMIT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+SUBMIT_IMAGE_TAR=$TB_STATE/busybox.tar
+submit_dir() { echo "$ROOTS_DIR/submit/$1"; }
+submit_run_dir() { echo "/run/scrun-roots/$1"; }
+submit_host() { echo "$ROOTS_STATE/$1/submit-host"; }  # as TB_USER
+submit_host_root() { echo "$ROOTS_STATE/$1/submit-host-root"; }  # as root (docker)
+
+in_submit_host() {  # RELEASE COMMAND...: as root, pivoted into its submit host
+    local rel=$1
+    shift
+    (cd / && "${IN_ROOT[@]}" "$(root_of "$rel")" submit "$(submit_dir "$rel")" \
+        "$(submit_run_dir "$rel")" env -i PATH="$SUBMIT_PATH" HOME=/root "$@")
+}
+
+submit_packages() {  # ROOT: what a submit host needs beyond ROOT_PACKAGES
+    local root=$1 pkg missing=()
+    for pkg in "${SUBMIT_PACKAGES[@]}"; do
+        chroot "$root" dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' ||
+            missing+=("$pkg")
     done
+    ((${#missing[@]})) || return 0
+    # Added to the built root, not to ROOT_PACKAGES: a root is not rebuilt for them.
+    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 \
+        --no-install-recommends "${missing[@]}" >/dev/null
+    chroot "$root" apt-get clean
+    note "installed in $root: ${missing[*]}"
+}
+
+# The venv is made once per root build and python3; scrun-rest is
+# reinstalled from the checkout on every run, its dependencies only when missing.
+venv_up() {  # RELEASE
+    local rel=$1 root venv want work
+    root=$(root_of "$rel")
+    venv=$(submit_dir "$rel")$SUBMIT_VENV
+    # pip reaches the registry through a certificate only the host's bundle has.
+    write_if_changed "$root/etc/ssl/certs/ca-certificates.crt" 0644 root:root \
+        </etc/ssl/certs/ca-certificates.crt || true
+    if [[ -f /etc/pip.conf ]]; then
+        write_if_changed "$root/etc/pip.conf" 0644 root:root </etc/pip.conf || true
+    fi
+    want="$(cat "$root/etc/scrun-root") $(readlink "$root/usr/bin/python3")"
+    if [[ ! -f $venv/.root-stamp || $(cat "$venv/.root-stamp") != "$want" ]]; then
+        in_submit_host "$rel" python3 -m venv --clear "$SUBMIT_VENV"
+        in_submit_host "$rel" "$SUBMIT_VENV/bin/pip" install -q --disable-pip-version-check \
+            --no-cache-dir "setuptools>=68" wheel
+        printf '%s\n' "$want" >"$venv/.root-stamp"
+        note "$rel: created $SUBMIT_VENV ($(readlink "$root/usr/bin/python3"))" \
+            "in $(submit_dir "$rel")"
+    fi
+    # A private copy in the root's /tmp, which the submit host sees: a build in
+    # place would leave build/ and *.egg-info in the checkout.
+    work=$(mktemp -d "$root/tmp/scrun-rest-src.XXXXXX")
+    tar -C "$REPO_DIR_DEFAULT" --exclude=.git --exclude='*.egg-info' --exclude=build \
+        --exclude=dist --exclude=__pycache__ --exclude=.pytest_cache --exclude=.hypothesis \
+        -cf - . | tar -C "$work" -xf -
+    # pip always reinstalls a local directory.
+    if ! in_submit_host "$rel" "$SUBMIT_VENV/bin/pip" install -q --disable-pip-version-check \
+            --no-build-isolation --no-cache-dir "/tmp/${work##*/}"; then
+        rm -rf "$work"
+        die "$rel: installing scrun-rest into the submit host's $SUBMIT_VENV failed"
+    fi
+    rm -rf "$work"
+    chmod -R a+rX "$venv"
+}
+
+# USER's subordinate ids, as on this host, for the root's newuidmap.
+root_subids() {  # ROOT USER
+    local root=$1 user=$2 file line
+    for file in subuid subgid; do
+        line=$(grep "^$user:" "/etc/$file") || die "no /etc/$file entry for $user"
+        touch "$root/etc/$file"
+        grep -qxF "$line" "$root/etc/$file" && continue
+        sed -i "/^$user:/d" "$root/etc/$file"
+        echo "$line" >>"$root/etc/$file"
+    done
+}
+
+submit_user_up() {  # RELEASE: TB_USER's home and /run/user/UID on the submit host
+    local rel=$1 user=$TB_USER root uid home run
+    root=$(root_of "$rel")
+    uid=$(root_id "$root" "$user")
+    home=$(submit_dir "$rel")/home/$user
+    run=$(submit_run_dir "$rel")
+    root_subids "$root" "$user"
+    install -d -o "$user" -g "$user" -m 0700 "$run/$uid" "$home" "$home/.config"
+    install -d -o "$user" -g "$user" -m 0755 "$home/.config/containers"
+    write_if_changed "$home/.config/containers/containers.conf" 0644 "$user:$user" <<EOF || true
+# scrun-rest testbed, the Debian $rel root's submit host (roots.sh)
+[containers]
+# No pasta in the root: containers that want a network ask for one.
+netns = "none"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+
+[engine.runtimes]
+scrun-rest = ["$SUBMIT_VENV/bin/scrun-rest"]
+EOF
+    # The default config path: podman gives its runtime no way to pick another.
+    user_conf "$rel" "$user" "$home/.config/scrun-rest" "/home/$user/.config/scrun-rest"
+}
+
+submit_wrapper() {  # RELEASE USER WRAPPER
+    local rel=$1 user=$2 wrapper=$3 root uid login podman docker
+    root=$(root_of "$rel")
+    podman=$(chroot "$root" dpkg-query -W -f '${Version}' podman)
+    docker=$(chroot "$root" dpkg-query -W -f '${Version}' docker.io)
+    uid=$(root_id "$root" "$user")
+    login="HOME=/home/$user USER=$user LOGNAME=$user XDG_RUNTIME_DIR=/run/user/$uid"
+    [[ $user == root ]] && login="HOME=/root USER=root LOGNAME=root"
+    write_if_changed "$wrapper" 0755 root:root <<EOF || true
+#!/bin/sh
+# COMMAND... as $user on the Debian $rel root's submit host (roots.sh): pivoted
+# into $root with the submit host's /opt, /home and /run/user; its podman
+# $podman and docker $docker run scrun-rest from $SUBMIT_VENV. Run it as root.
+cd /
+exec unshare --mount --propagation private sh $ROOTS_STATE/pivot.sh $root submit \\
+    $(submit_dir "$rel") $(submit_run_dir "$rel") \\
+    setpriv --reuid=$user --regid=$user --init-groups \\
+    env -i PATH=$SUBMIT_PATH $login \\
+    PODMAN_IGNORE_CGROUPSV1_WARNING=1 "\$@"
+EOF
+}
+
+# dockerd of the root, as root on its submit host, beside this host's: its
+# own socket, data root (/opt/docker), exec root and containerd (which
+# dockerd starts, as the root has no /run/containerd), and no bridge or
+# iptables rules, as it shares this host's network.
+DOCKERD_ARGS=(--host unix:///run/docker.sock --pidfile /run/docker.pid --data-root /opt/docker
+    --bridge=none --iptables=false --ip6tables=false --ip-forward=false
+    --exec-opt native.cgroupdriver=cgroupfs --storage-driver overlay2
+    --add-runtime scrun-rest=/opt/scrun-rest-root)
+
+docker_up() {  # RELEASE
+    local rel=$1 dir args
+    dir=$(submit_dir "$rel")
+    write_if_changed "$dir/opt/scrun-rest-root.conf" 0600 root:root <<EOF || true
+# scrun-rest for root (dockerd) on the Debian $rel root's submit host (roots.sh).
+RestUrl=$(rest_url "$rel")
+TunnelHost=127.0.0.1
+JwtKeyFile=/etc/slurm/jwt_hs256.key
+JwtUser=root
+EOF
+    write_if_changed "$dir/opt/scrun-rest-root" 0755 root:root <<EOF || true
+#!/bin/sh
+# scrun-rest with root's config: dockerd gives its runtimes no way to pick one.
+SCRUN_REST_CONF=/opt/scrun-rest-root.conf exec $SUBMIT_VENV/bin/scrun-rest "\$@"
+EOF
+    args="${DOCKERD_ARGS[*]} --cgroup-parent=/scrun-roots-$rel"
+    # Started with other arguments: restarted with these.
+    if daemon_pid "$rel" dockerd >/dev/null &&
+            [[ $(cat "$dir/dockerd.args" 2>/dev/null) != "$args" ]]; then
+        stop_daemon "$rel" dockerd
+    fi
+    if ! daemon_pid "$rel" dockerd >/dev/null; then
+        printf '%s\n' "$args" >"$dir/dockerd.args"
+        cd /
+        # shellcheck disable=SC2086  # the arguments, one a word
+        detach "${IN_ROOT[@]}" "$(root_of "$rel")" submit "$dir" "$(submit_run_dir "$rel")" \
+            env -i PATH="$SUBMIT_PATH" HOME=/root /usr/sbin/dockerd $args \
+            </dev/null >>"$dir/dockerd.log" 2>&1
+        wait_for "$START_TIMEOUT" "dockerd of $rel's submit host (log $dir/dockerd.log)" \
+            in_submit_host "$rel" docker info
+        note "$rel: dockerd started on the submit host" \
+            "(pid $(daemon_pid "$rel" dockerd || echo '?'))"
+    fi
+    if ! in_submit_host "$rel" docker image inspect "$TB_IMAGE" >/dev/null 2>&1; then
+        in_submit_host "$rel" docker import - "$TB_IMAGE" <"$SUBMIT_IMAGE_TAR" >/dev/null
+        note "$rel: imported $TB_IMAGE for dockerd on the submit host"
+    fi
+}
+
+submit_up() {  # RELEASE
+    local rel=$1 t
+    t=$(date +%s.%N)
+    submit_packages "$(root_of "$rel")"
+    # The root's own three are the mount points, empty.
+    install -d -m 0755 "$(submit_dir "$rel")" "$(submit_dir "$rel")/opt" \
+        "$(submit_dir "$rel")/home" "$(submit_run_dir "$rel")" "$(root_of "$rel")/run/user"
+    venv_up "$rel"
+    submit_user_up "$rel"
+    submit_wrapper "$rel" "$TB_USER" "$(submit_host "$rel")"
+    submit_wrapper "$rel" root "$(submit_host_root "$rel")"
+    [[ -s $SUBMIT_IMAGE_TAR ]] ||
+        die "no $SUBMIT_IMAGE_TAR to import $TB_IMAGE from (setup.sh makes it)"
+    if ! "$(submit_host "$rel")" podman image exists "$TB_IMAGE"; then
+        "$(submit_host "$rel")" podman import -q - "$TB_IMAGE" <"$SUBMIT_IMAGE_TAR" >/dev/null
+        note "$rel: imported $TB_IMAGE for $TB_USER on the submit host"
+    fi
+    docker_up "$rel"
+    note "$rel: submit host: $("$(submit_host "$rel")" podman --version)," \
+        "$SUBMIT_VENV ($(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)"
 }
 
 env_lines() {  # RELEASE: its lines of roots.env
@@ -459,6 +696,11 @@ ROOTS_${key}_RUNTIME=$ROOTS_STATE/$rel/scrun-rest
 ROOTS_${key}_ROOT_CONF=$ROOTS_STATE/$rel/root.conf
 ROOTS_${key}_USER_CONF_DIR=$(user_conf_dir "$rel")
 ROOTS_${key}_DOCKER_RUNTIME=scrun-rest-$rel
+ROOTS_${key}_SUBMIT_HOST=$(submit_host "$rel")
+ROOTS_${key}_SUBMIT_RUN_DIR=$(submit_run_dir "$rel")
+ROOTS_${key}_SUBMIT_VENV=$SUBMIT_VENV
+ROOTS_${key}_SUBMIT_HOST_ROOT=$(submit_host_root "$rel")
+ROOTS_${key}_SUBMIT_DOCKER_STATE=$root/run/docker/runtime-runc/moby
 ROOTS_${key}_PACKAGES=$(chroot "$root" dpkg-query -W -f '${Package}=${Version} ' \
     podman docker.io containerd runc crun python3 | sed 's/ $//')
 EOF
@@ -504,6 +746,16 @@ up() {
         note "$rel: $(slurm_cmd "$rel" sinfo --version), node $rel" \
             "$(slurm_cmd "$rel" sinfo -h -n "$rel" -o %t), REST $(rest_url "$rel")"
     done
+    stage "Debian roots as submit hosts: ${RELEASES[*]}"
+    write_if_changed "$ROOTS_STATE/pivot.sh" 0644 root:root <<<"$PIVOT" || true
+    # Side by side: pip and apt-get wait on the network more than on the CPU.
+    pids=()
+    for rel in "${RELEASES[@]}"; do
+        submit_up "$rel" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    ((failed == 0)) || die "making a root a submit host failed"
     write_env
     stage "Debian roots ready (settings in $ROOTS_ENV)"
 }
@@ -529,7 +781,7 @@ status() {
         fi
         printf '%-7s root %s (%s)\n' "$rel" "$(root_of "$rel")" \
             "$(du -sh --one-file-system "$(root_of "$rel")" | cut -f1)"
-        for entry in "${DAEMONS[@]}"; do
+        for entry in "${DAEMONS[@]}" "${SUBMIT_DAEMONS[@]}"; do
             if pid=$(daemon_pid "$rel" "${entry%% *}"); then
                 printf '%-7s %-11s running (pid %s)\n' "$rel" "${entry%% *}" "$pid"
             else
@@ -537,6 +789,13 @@ status() {
                 rc=1
             fi
         done
+        if [[ -d $(submit_run_dir "$rel") &&
+                -x $(submit_dir "$rel")$SUBMIT_VENV/bin/scrun-rest ]]; then
+            printf '%-7s %-11s ready (%s)\n' "$rel" submit-host "$(submit_host "$rel")"
+        else
+            printf '%-7s %-11s not made\n' "$rel" submit-host
+            rc=1
+        fi
     done
     return $rc
 }

@@ -3,7 +3,8 @@
 One cluster per release, each in its own root, on its own ports of this
 machine: trixie (Slurm 24.11) and forky (Slurm 26.05). The submit side is
 this host (podman 4.3, docker 20.10) with the runtime wrapper roots.sh
-writes per release: the test user's config for that cluster, or root's.
+writes per release (the test user's config for that cluster, or root's),
+or the root itself as a submit host (its podman 5, submit_host()).
 Its nodes see none of this host's /home, /tmp or /run/user: containers get
 there by bundle transfer. Slurm commands for checks: chroot ROOT squeue.
 """
@@ -69,6 +70,16 @@ def unavailable_reason(release):
     return None
 
 
+def assert_check_reports_the_release(release, result):
+    """`scrun-rest check` against the release's cluster said what it found there."""
+    text = result.stdout.decode()
+    assert result.returncode == 0, text + result.stderr.decode()
+    for line in ("API version:         %s" % fact(release, "API"),
+                 "slurmrestd release:  %s" % fact(release, "SLURM_VERSION"),
+                 "slurmrestd URL:      %s" % fact(release, "REST_URL"), "ready to submit"):
+        assert line in text, "no %r in: %s" % (line, text)
+
+
 def user_jobs(release, user=USER):
     """Ids of the user's jobs on the release's cluster that are not finished."""
     return slurm(release, "squeue", "-h", "-u", user, "-o", "%i").stdout.split()
@@ -109,6 +120,90 @@ def docker(release, *args, input=None, timeout=120):
     if args and args[0] == "run":
         argv[2:2] = ["--runtime", docker_runtime(release)]
     return subprocess.run(argv, input=input, capture_output=True, timeout=timeout, cwd="/tmp")
+
+
+def submit_host(release):
+    """The wrapper that runs a command as the test user on the release's own
+    submit host: pivoted into its root, with the root's podman 5 and a venv
+    of scrun-rest made with the root's python3 (roots.sh submit_up)."""
+    return fact(release, "SUBMIT_HOST", "/var/lib/scrun-testbed/roots/%s/submit-host" % release)
+
+
+def submit_runtime(release):
+    """scrun-rest as the submit host sees it."""
+    return fact(release, "SUBMIT_VENV", "/opt/scrun-rest") + "/bin/scrun-rest"
+
+
+def submit_spool_root(release, uid=UID):
+    """The submit host's /run/user/UID/scrun-rest, as this host sees it."""
+    return "%s/%d/scrun-rest" % (fact(release, "SUBMIT_RUN_DIR", "/run/scrun-roots/%s" % release),
+                                 uid)
+
+
+def submit_host_root(release):
+    """The same as root: the root's docker, whose dockerd runs there."""
+    return fact(release, "SUBMIT_HOST_ROOT",
+                "/var/lib/scrun-testbed/roots/%s/submit-host-root" % release)
+
+
+def submit_docker_state(release):
+    """Where dockerd's scrun-rest keeps its containers (runc's --root), seen from here."""
+    return fact(release, "SUBMIT_DOCKER_STATE",
+                root(release) + "/run/docker/runtime-runc/moby")
+
+
+def on_submit_host(release, *argv, input=None, timeout=120, as_root=False):
+    wrapper = submit_host_root(release) if as_root else submit_host(release)
+    return subprocess.run([wrapper] + list(argv), input=input, capture_output=True,
+                          timeout=timeout, cwd="/")
+
+
+def root_podman(release, *args, input=None, timeout=120):
+    """The root's own podman (5.4 on trixie, 5.8 on forky), rootless as the
+    test user on the release's submit host, with its scrun-rest."""
+    return on_submit_host(release, "podman", "--runtime", submit_runtime(release), *args,
+                          input=input, timeout=timeout)
+
+
+def root_docker(release, *args, input=None, timeout=120):
+    """The root's own docker (26.1 on trixie, 28.5 on forky) as root on the
+    release's submit host; `run` with the scrun-rest its dockerd knows."""
+    argv = list(args)
+    if argv and argv[0] == "run":
+        argv[1:1] = ["--runtime", "scrun-rest"]
+    return on_submit_host(release, "docker", *argv, input=input, timeout=timeout, as_root=True)
+
+
+def sees_root(pid, release):
+    """Whether process pid runs pivoted into the release's root."""
+    try:
+        with open("/proc/%d/root/etc/scrun-root" % pid, "rb") as seen, \
+                open(root(release) + "/etc/scrun-root", "rb") as stamp:
+            return seen.read() == stamp.read()
+    except OSError:
+        return False
+
+
+def submit_anchors(release, user=USER):
+    """The user's anchors on the release's submit host (the host's, of other
+    tests running at the same time, are not theirs)."""
+    return [pid for pid in anchors(user) if sees_root(pid, release)]
+
+
+def leftovers(release, user, uid, spool_root, anchors_of=anchors):
+    """What containers of user left behind, waiting a little for each: jobs
+    on the release's cluster, anchors, spool dirs, the node's task dirs."""
+    problems = []
+    if not wait_until(lambda: not user_jobs(release, user), 20):
+        problems.append("jobs of %s left on %s: %s" % (user, release, user_jobs(release, user)))
+    if not wait_until(lambda: not anchors_of(user), 10):
+        problems.append("anchors of %s left: %s" % (user, anchors_of(user)))
+    if not wait_until(lambda: not spool_dirs(spool_root), 10):
+        problems.append("spool dirs left in %s: %s" % (spool_root, spool_dirs(spool_root)))
+    if not wait_until(lambda: not task_workdirs(release, uid), 10):
+        problems.append("task dirs left in %s's node /tmp: %s"
+                        % (release, sorted(task_workdirs(release, uid))))
+    return problems
 
 
 def docker_has_runtime(release):

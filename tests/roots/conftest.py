@@ -25,42 +25,91 @@ def release(request, unavailable):
 
 
 class Engine:
-    """Host podman as the rootless test user, or host docker (as root), both
-    with the runtime wrapper of one release's cluster."""
+    """podman (rootless, as the test user) or docker (as root) against one
+    release's cluster: this host's (podman 4.3, docker 20.10) with the
+    release's runtime wrapper, or, as "root-podman" and "root-docker", the
+    root's own (podman 5, docker 26/28) on its submit host with its scrun-rest."""
 
-    def __init__(self, name, release):
-        self.name, self.release = name, release
-        self.user = clusters.USER if name == "podman" else "root"
-        self.uid = clusters.UID if name == "podman" else 0
-        self.spool_root = clusters.SPOOL_ROOT if name == "podman" else clusters.DOCKER_ROOT
+    def __init__(self, kind, release):
+        self.on_root = kind.startswith("root-")
+        self.name = kind[len("root-"):] if self.on_root else kind
+        self.release = release
+        podman = self.name == "podman"
+        self.user = clusters.USER if podman else "root"
+        self.uid = clusters.UID if podman else 0
+        if self.on_root:
+            self.spool_root = (clusters.submit_spool_root(release) if podman
+                               else clusters.submit_docker_state(release))
+            self.run = clusters.root_podman if podman else clusters.root_docker
+        else:
+            self.spool_root = clusters.SPOOL_ROOT if podman else clusters.DOCKER_ROOT
+            self.run = clusters.podman if podman else clusters.docker
 
     def __call__(self, *args, **kwargs):
-        run = clusters.podman if self.name == "podman" else clusters.docker
-        return run(self.release, *args, **kwargs)
+        return self.run(self.release, *args, **kwargs)
+
+    def anchors(self, user):
+        # Those of a submit host run pivoted into its root, this host's not:
+        # tests of the other kind running at the same time have their own.
+        if self.on_root:
+            return clusters.submit_anchors(self.release, user)
+        return [pid for pid in clusters.anchors(user)
+                if not any(clusters.sees_root(pid, release) for release in clusters.RELEASES)]
+
+    def remove(self, name):
+        """Gone at once, whatever its state."""
+        now = ("-t", "0") if self.name == "podman" else ()
+        return self("rm", "-f", *now, name)
 
     def __repr__(self):
-        return "%s on %s" % (self.name, self.release)
+        return "%s%s on %s" % ("the root's " if self.on_root else "", self.name, self.release)
 
 
-@pytest.fixture(params=["podman", "docker"])
-def engine(request, release, unavailable):
-    if request.param == "docker":
+def require(kind, release, unavailable):
+    """unavailable(...) unless the engine of that kind can reach the release."""
+    if kind.startswith("root-") and not os.access(clusters.submit_host(release), os.X_OK):
+        unavailable("%s has no submit host %s: run contrib/testbed/roots.sh up"
+                    % (release, clusters.submit_host(release)))
+    if kind == "root-docker":
+        info = clusters.on_submit_host(release, "docker", "info", as_root=True)
+        if info.returncode != 0:
+            unavailable("the dockerd of %s's submit host does not answer: run "
+                        "contrib/testbed/roots.sh up (%s)" % (release, info.stderr[-300:]))
+    if kind == "docker":
         if not clusters.docker_available():
             unavailable("dockerd is not running")
         if not clusters.docker_has_runtime(release):
             unavailable("dockerd has no runtime %s: rerun contrib/testbed/setup.sh"
                         % clusters.docker_runtime(release))
+
+
+def settled(engine):
+    """What the engine's containers left behind (none, once they are gone)."""
+    problems = clusters.leftovers(engine.release, engine.user, engine.uid, engine.spool_root,
+                                  engine.anchors)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.fixture(params=["podman", "docker", "root-podman", "root-docker"])
+def engine(request, release, unavailable):
+    require(request.param, release, unavailable)
     engine = Engine(request.param, release)
     yield engine
-    problems = []
-    if not clusters.wait_until(lambda: not clusters.user_jobs(release, engine.user), 20):
-        problems.append("jobs of %s left on %s: %s"
-                        % (engine.user, release, clusters.user_jobs(release, engine.user)))
-    if not clusters.wait_until(lambda: not clusters.anchors(engine.user), 10):
-        problems.append("anchors of %s left: %s" % (engine.user, clusters.anchors(engine.user)))
-    if not clusters.wait_until(lambda: not clusters.spool_dirs(engine.spool_root), 10):
-        problems.append("spool dirs left: %s" % clusters.spool_dirs(engine.spool_root))
-    if not clusters.wait_until(lambda: not clusters.task_workdirs(release, engine.uid), 10):
-        problems.append("task dirs left in %s's node /tmp: %s"
-                        % (release, sorted(clusters.task_workdirs(release, engine.uid))))
-    assert not problems, "; ".join(problems)
+    settled(engine)
+
+
+@pytest.fixture(params=["root-podman", "root-docker"])
+def submit_engine(request, release, unavailable):
+    """The root's own engines on its submit host only."""
+    require(request.param, release, unavailable)
+    engine = Engine(request.param, release)
+    yield engine
+    settled(engine)
+
+
+@pytest.fixture
+def submit_host(release, unavailable):
+    """The release's root as a submit host, for its podman as the test user."""
+    require("root-podman", release, unavailable)
+    yield release
+    settled(Engine("root-podman", release))
