@@ -34,6 +34,8 @@ class Engine:
 def engine(request, unavailable):
     if request.param == "docker" and not testbed.docker_available():
         unavailable("dockerd is not running")
+    request.node.user_properties.append(
+        ("matrix", (testbed.version_of("slurm"), testbed.version_of(request.param))))
     return Engine(request.param)
 
 

@@ -244,3 +244,18 @@ class Terminal:
             self.process.kill()
             self.process.wait()
         os.close(self.fd)
+
+
+_VERSIONS = {}
+
+
+def version_of(program):
+    """`Slurm 22.05.8`, `podman 4.3.1`, `docker 20.10.24`: this host's, for the
+    matrix table (tests/conftest.py); asked once each."""
+    if program not in _VERSIONS:
+        argv = {"slurm": ["sinfo", "--version"], "podman": ["podman", "--version"],
+                "docker": ["/usr/bin/docker", "version", "--format", "{{.Server.Version}}"]}
+        out = subprocess.run(argv[program], capture_output=True, text=True).stdout.split()
+        number = out[-1].split("+")[0] if out else "?"
+        _VERSIONS[program] = "%s %s" % ("Slurm" if program == "slurm" else program, number)
+    return _VERSIONS[program]

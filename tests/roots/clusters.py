@@ -37,6 +37,16 @@ def fact(release, name, default=None):
     return ROOTS.get("ROOTS_%s_%s" % (release.upper(), name), default)
 
 
+def root_package(release, engine):
+    """`podman 5.4.2`, `docker 26.1.5`: the root's own, from roots.env."""
+    package = "docker.io" if engine == "docker" else engine
+    for pinned in fact(release, "PACKAGES", "").split():
+        name, _, version = pinned.partition("=")
+        if name == package:
+            return "%s %s" % (engine, version.split("+")[0].split("-")[0])
+    return "%s ?" % engine
+
+
 def root(release):
     return fact(release, "ROOT", "/var/lib/scrun-roots/%s" % release)
 

@@ -3,6 +3,7 @@ import os
 import pytest
 
 from . import clusters
+from e2e.testbed import version_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -90,10 +91,19 @@ def settled(engine):
     assert not problems, "; ".join(problems)
 
 
+def in_matrix(request, engine):
+    """Name the test's cell in the run's table of releases and engines."""
+    request.node.user_properties.append(("matrix", (
+        "Slurm " + clusters.fact(engine.release, "SLURM_VERSION", "?"),
+        clusters.root_package(engine.release, engine.name) if engine.on_root
+        else version_of(engine.name))))
+
+
 @pytest.fixture(params=["podman", "docker", "root-podman", "root-docker"])
 def engine(request, release, unavailable):
     require(request.param, release, unavailable)
     engine = Engine(request.param, release)
+    in_matrix(request, engine)
     yield engine
     settled(engine)
 
@@ -103,6 +113,7 @@ def submit_engine(request, release, unavailable):
     """The root's own engines on its submit host only."""
     require(request.param, release, unavailable)
     engine = Engine(request.param, release)
+    in_matrix(request, engine)
     yield engine
     settled(engine)
 
