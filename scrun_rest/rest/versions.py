@@ -5,7 +5,9 @@ bodies; FIELD_RULES says how each normalised job field is written for a
 range of versions (no rule for a version = the version cannot express it).
 Facts come from Slurm's source (v0.0.38: src/plugins/openapi/v0.0.38/jobs.c
 and slurm_opt.c of 22.05; v0.0.39+: the data_parser plugins of 23.02-26.05)
-and from recordings of a live 22.05 server.
+and from recordings of live servers: 22.05 (v0.0.38), 24.11.5 (v0.0.40-42)
+and 26.05.5 (v0.0.43-45); tests/unit/fixtures/rest/<version>/README.md says
+which answers are recorded and which are still built from the source.
 
 A server may serve versions newer than NEWEST_FIRST[0]: scrun-rest then uses
 the newest version it knows that the server also serves (and `check` says
@@ -60,6 +62,7 @@ class Shape:
     # openapi/slurmctld signals through slurm_kill_jobs(), which succeeds and
     # puts a job's own failure (unknown job, refused cancel) only in a status
     # list that v0.0.40/41 answers lack. Such an answer proves nothing.
+    # (24.11.5 answers so through both, for a signal, a cancel and an unknown job.)
     bare_delete_from: Tuple[int, ...] = ()
 
 

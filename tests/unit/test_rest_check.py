@@ -75,7 +75,7 @@ def test_ready(tmp_path, version):
     assert "slurmrestd release:  %s\n" % release in text
     assert "token user:          alice\n" in text
     assert "token expires:       2023-11-15T00:13:20Z (in 2 h 0 min)\n" in text
-    assert "slurmctld:           testbed UP (primary)\n" in text
+    assert "slurmctld:           vm UP (primary)\n" in text  # the testbed roots' host
     assert "token accepted:      yes, by slurmctld\n" in text
     assert text.endswith("ready to submit\n") and "problem" not in text
     assert token() not in text
@@ -188,7 +188,8 @@ def test_a_refused_token_is_not_a_down_controller(version):
     problems = [l for l in text.splitlines() if l.startswith("problem:")]
     assert status != 0 and "ready to submit" not in text
     assert problems == ["problem: slurmrestd at %s rejected the token (HTTP 511): "
-                        "Unable to query JobId=43; Protocol authentication error" % URL]
+                        "Unable to query JobId=%d; Protocol authentication error"
+                        % (URL, versions.TOKEN_PROBE_JOB_ID)]
 
 
 def test_minus_one_with_every_controller_down_names_both_causes():

@@ -30,6 +30,15 @@ def fixture_versions(name):
     return [v for v in ALL if (FIXTURES / v / (name + ".json")).exists()]
 
 
+def path_job_id(record):
+    """The job id of a recorded GET or DELETE job/{id}."""
+    return int(record["path"].rsplit("/", 1)[1])
+
+
+# Hand-built answers of releases no live server here runs (see their notes).
+OLDER_RELEASES = ("_23.11", "_24.05")
+
+
 class FakeTokens:
     user = "alice"
     expires_at = 9999999999
@@ -88,9 +97,11 @@ def no_openapi(rsps, url=URL):
 
 
 def openapi(rsps, served, release=None, url=URL, status=200):
-    """An /openapi/v3 document listing `served` the 25.05+ way (info.x-slurm)."""
+    """An /openapi/v3 document listing `served` the 25.05+ way (info.x-slurm).
+
+    26.05.5 writes each entry as {"plugin": "v0.0.43", "flags": ["NONE"]}."""
     info = {"version": "Slurm-%s&openapi/slurmctld" % (release or "25.11.7"),
-            "x-slurm": {"data_parsers": [{"plugin": "data_parser/" + v} for v in served]}}
+            "x-slurm": {"data_parsers": [{"plugin": v, "flags": ["NONE"]} for v in served]}}
     if release:
         info["x-slurm"]["release"] = release
     rsps.add("GET", url + "/openapi/v3", json={"openapi": "3.0.3", "info": info, "paths": {}},
@@ -126,20 +137,20 @@ def test_discovery_probes_newest_first(make_client, version, tmp_path):
 
 def test_cached_version_needs_no_probe(make_client):
     with responses.RequestsMock() as rsps:
-        replay(rsps, fixture("v0.0.41", "job_running"))
+        replay(rsps, job_4242("v0.0.41", "job_running"))
         client = make_client(version="v0.0.41")
-        assert client.job(43).state is JobState.RUNNING
+        assert client.job(4242).state is JobState.RUNNING
         assert client.requests_made == 1
 
 
 def test_cached_version_that_404s_is_probed_again_once(make_client, tmp_path):
     with responses.RequestsMock() as rsps:
-        rsps.add("GET", URL + "/slurm/v0.0.39/job/43", body="Unable find requested URL",
+        rsps.add("GET", URL + "/slurm/v0.0.39/job/4242", body="Unable find requested URL",
                  status=404, content_type="text/plain")
         serve_version(rsps, "v0.0.42")
-        replay(rsps, fixture("v0.0.42", "job_running"))
+        replay(rsps, job_4242("v0.0.42", "job_running"))
         client = make_client(version="v0.0.39")
-        assert client.job(43).state is JobState.RUNNING
+        assert client.job(4242).state is JobState.RUNNING
         assert client.api_version == "v0.0.42"
     assert VersionCache(str(tmp_path)).get(URL)["version"] == "v0.0.42"
 
@@ -232,16 +243,16 @@ def test_a_new_release_in_an_answer_means_discovering_again(make_client, tmp_pat
     """Cached v0.0.40 from 23.11; the server now runs 24.11 and also serves v0.0.42."""
     cache = VersionCache(str(tmp_path))
     cache.put(URL, "v0.0.40", "23.11.10")
-    running = fixture("v0.0.40", "job_running")
+    running = job_4242("v0.0.40", "job_running")
     running["body"]["meta"]["slurm"]["release"] = "24.11.7"
     with responses.RequestsMock() as rsps:
         replay(rsps, running)
         openapi(rsps, ["v0.0.40", "v0.0.41", "v0.0.42"], release="24.11.7")
-        replay(rsps, fixture("v0.0.42", "job_running"))
+        replay(rsps, job_4242("v0.0.42", "job_running"))
         client = make_client()
-        assert client.job(43).state is JobState.RUNNING
+        assert client.job(4242).state is JobState.RUNNING
         assert VersionCache(str(tmp_path)).get(URL) is None
-        assert client.job(43).state is JobState.RUNNING
+        assert client.job(4242).state is JobState.RUNNING
         assert client.api_version == "v0.0.42" and client.requests_made == 3
 
 
@@ -316,26 +327,35 @@ def test_job_results(make_client, version, name, state, status, signal):
 @pytest.mark.parametrize("version,name", [
     (v, n) for n in ("job_unknown", "job_unknown_500") for v in fixture_versions(n)])
 def test_unknown_job(make_client, version, name):
+    record = fixture(version, name)
     with responses.RequestsMock() as rsps:
-        replay(rsps, fixture(version, name))
+        replay(rsps, record)
         with pytest.raises(JobNotFound) as info:
-            make_client(version=version).job(2147480000)
+            make_client(version=version).job(path_job_id(record))
     assert info.value.slurm_errno == 2017
     assert str(info.value).startswith("Slurm error 2017: Invalid job id specified")
 
 
-@pytest.mark.parametrize("version", fixture_versions("delete_unknown"))
-def test_delete_unknown_job(make_client, version):
+@pytest.mark.parametrize("version,name", [
+    (v, n) for n in ("delete_unknown",) + tuple("delete_unknown" + r for r in OLDER_RELEASES)
+    for v in fixture_versions(n)])
+def test_delete_unknown_job(make_client, version, name):
+    record = fixture(version, name)
     with responses.RequestsMock() as rsps:
-        replay(rsps, fixture(version, "delete_unknown"))
+        replay(rsps, record)
         with pytest.raises(JobNotFound):
-            make_client(version=version).cancel(2147480000)
+            make_client(version=version).cancel(path_job_id(record))
 
 
-@pytest.mark.parametrize("version", fixture_versions("signal_ok"))
+def bare_answers(version):
+    return versions.delete_answer_is_bare(version, fixture(version, "signal_ok")["body"])
+
+
+@pytest.mark.parametrize("version", [v for v in fixture_versions("signal_ok")
+                                     if not bare_answers(v)])
 def test_signal_and_cancel(make_client, version):
     signal_record = fixture(version, "signal_ok")
-    job_id = int(signal_record["path"].rsplit("/", 1)[1])
+    job_id = path_job_id(signal_record)
     with responses.RequestsMock() as rsps:
         replay(rsps, signal_record)
         client = make_client(version=version)
@@ -344,8 +364,16 @@ def test_signal_and_cancel(make_client, version):
     delete = fixture(version, "delete_ok")
     with responses.RequestsMock() as rsps:
         replay(rsps, delete)
-        make_client(version=version).cancel(int(delete["path"].rsplit("/", 1)[1]))
+        make_client(version=version).cancel(path_job_id(delete))
         assert "?" not in rsps.calls[0].request.url
+
+
+def test_24_11_answers_every_delete_through_v40_v41_bare():
+    """Recorded from 24.11.5: signal, cancel and unknown job alike, 200 and no status
+    (the other tests of bare answers say what the client does then)."""
+    for version in ("v0.0.40", "v0.0.41"):
+        for name in ("signal_ok", "delete_ok", "delete_unknown_bare"):
+            assert versions.delete_answer_is_bare(version, fixture(version, name)["body"])
 
 
 @pytest.mark.parametrize("sig,number", [(15, 15), ("15", 15), ("TERM", 15), ("sigkill", 9),
@@ -509,13 +537,13 @@ def refused():
 
 def test_get_retries_connection_errors_and_5xx(make_client, clock):
     with responses.RequestsMock() as rsps:
-        url = URL + "/slurm/v0.0.44/job/43"
+        url = URL + "/slurm/v0.0.44/job/4242"
         rsps.add("GET", url, body=refused())
         rsps.add("GET", url, status=503, body="busy")
         rsps.add("GET", url, status=502, body="<html>bad gateway</html>", content_type="text/html")
-        replay(rsps, fixture("v0.0.44", "job_running"))
+        replay(rsps, job_4242("v0.0.44", "job_running"))
         client = make_client(version="v0.0.44")
-        assert client.job(43).state is JobState.RUNNING
+        assert client.job(4242).state is JobState.RUNNING
         assert client.requests_made == 4 and clock.slept == [0.25, 0.5, 1.0]
 
 
@@ -565,9 +593,11 @@ def test_submit_is_retried_when_it_never_connected(make_client, clock):
         url = URL + "/slurm/v0.0.44/job/submit"
         rsps.add("POST", url, body=refused())
         rsps.add("POST", url, body=requests.exceptions.ConnectTimeout("connect timeout"))
-        replay(rsps, fixture("v0.0.44", "submit_ok"))
+        submitted = fixture("v0.0.44", "submit_ok")
+        replay(rsps, submitted)
         client = make_client(version="v0.0.44")
-        assert client.submit({"script": "x", "environment": {"A": "b"}}) == 41
+        assert client.submit({"script": "x", "environment": {"A": "b"}}) == \
+            submitted["body"]["job_id"]
         assert client.requests_made == 3
 
 
@@ -606,14 +636,14 @@ def test_each_request_is_logged_without_headers(make_client, caplog):
     caplog.set_level(logging.DEBUG, logger="scrun_rest")
     with responses.RequestsMock() as rsps:
         serve_version(rsps, ALL[1])
-        replay(rsps, fixture(ALL[1], "signal_ok"))
+        replay(rsps, job_4242(ALL[1], "signal_ok"))
         client = make_client()
-        client.signal(43, 15)
+        client.signal(4242, 15)
     lines = [r.getMessage() for r in caplog.records if r.name == "scrun_rest.rest"]
     assert lines[0].startswith("rest #1 GET /openapi/v3 -> 404 in ")
     assert any(l.startswith("rest #2 GET /slurm/%s/ping -> 404 in " % ALL[0]) for l in lines)
     assert any(l.startswith("rest #3 GET /slurm/%s/ping -> 200 in " % ALL[1]) for l in lines)
-    assert any(l.startswith("rest #4 DELETE /slurm/%s/job/43?signal=15 -> 200 in " % ALL[1])
+    assert any(l.startswith("rest #4 DELETE /slurm/%s/job/4242?signal=15 -> 200 in " % ALL[1])
                and l.endswith(" ms") for l in lines)
     for record in caplog.records:
         assert TOKEN not in record.getMessage() and "alice" not in record.getMessage()
@@ -671,7 +701,8 @@ REFUSED_CALLS = [
 
 
 @pytest.mark.parametrize("version,name,call", [
-    (v, n, c) for n, c in REFUSED_CALLS for v in fixture_versions(n)])
+    (v, n + r, c) for n, c in REFUSED_CALLS for r in ("",) + OLDER_RELEASES
+    for v in fixture_versions(n + r)])
 def test_token_refusal_reads_as_auth_for_every_call(make_client, version, name, call):
     """22.05 says it three ways: -1 from slurm_load_job, 5005 with and
     without a source. 23.02-24.05 likewise, since slurmctld hangs up on a
@@ -681,7 +712,7 @@ def test_token_refusal_reads_as_auth_for_every_call(make_client, version, name, 
     and slurm-24-05-8-1); from 24.11, 1007 with HTTP 511. None of them may
     read as 'no such job', or renewal and `check` cannot tell."""
     record = fixture(version, name)
-    job_id = int(record["path"].rsplit("/", 1)[1]) if name != "submit_bad_token" else None
+    job_id = None if name.startswith("submit_bad_token") else path_job_id(record)
     with responses.RequestsMock() as rsps:
         replay(rsps, record)
         with pytest.raises(AuthRejected) as info:
@@ -694,7 +725,7 @@ def test_token_refusal_reads_as_auth_for_every_call(make_client, version, name, 
 def test_zero_bytes_from_24_11_on_is_not_a_token_refusal(make_client):
     """From 24.11 slurmctld answers a refused token (1007/511), so a 5005 there is a
     lost connection, not a refusal."""
-    record = fixture("v0.0.41", "delete_bad_token")
+    record = fixture("v0.0.41", "delete_bad_token_24.05")
     record["body"]["meta"]["slurm"]["release"] = "24.11.7"
     with responses.RequestsMock() as rsps:
         replay(rsps, record)
@@ -718,7 +749,7 @@ def test_cancel_of_a_finished_job_is_a_success(make_client):
     record = fixture("v0.0.38", "delete_finished")
     with responses.RequestsMock() as rsps:
         replay(rsps, record)
-        make_client(version="v0.0.38").cancel(int(record["path"].rsplit("/", 1)[1]))
+        make_client(version="v0.0.38").cancel(path_job_id(record))
 
 
 # -- fixes from the source review ----------------------------------------------------------
@@ -838,8 +869,9 @@ def test_a_submit_that_queued_a_job_is_not_retried_on_another_version(make_clien
 
 def bare_delete(version):
     """24.11's answer to DELETE job/4242 through v0.0.40/41: 200, no errors, no status."""
-    record = fixture("v0.0.41", "delete_unknown_bare")
-    return json.loads(json.dumps(record).replace("v0.0.41", version))
+    record = fixture(version, "delete_unknown_bare")
+    record["path"] = "/slurm/%s/job/4242" % version
+    return record
 
 
 def job_4242(version, name):
@@ -893,7 +925,8 @@ def test_a_bare_delete_where_no_better_version_is_served(make_client, name, para
 def test_a_delete_before_24_11_is_taken_at_its_word(make_client):
     """24.05 reports slurm_kill_job()'s errno itself: no second request."""
     with responses.RequestsMock() as rsps:
-        replay(rsps, fixture("v0.0.41", "delete_ok"))
+        record = fixture("v0.0.41", "delete_ok_24.05")
+        replay(rsps, record)
         client = make_client(version="v0.0.41")
-        client.cancel(int(fixture("v0.0.41", "delete_ok")["path"].rsplit("/", 1)[1]))
+        client.cancel(path_job_id(record))
         assert client.requests_made == 1

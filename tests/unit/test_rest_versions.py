@@ -258,7 +258,7 @@ def test_cancelled(version):
 @pytest.mark.parametrize("version", fixture_versions("job_completing_exit3"))
 def test_completing_is_not_terminal_but_has_the_exit_code(version):
     record = fixture(version, "job_completing_exit3")
-    info = versions.job_info(version, record["body"], 41)
+    info = versions.job_info(version, record["body"], record["body"]["jobs"][0]["job_id"])
     assert info.state is JobState.COMPLETING and not info.state.is_terminal
     assert info.exit_status == 3
 
@@ -337,7 +337,7 @@ def test_v45_ping_has_no_pinged_or_mode():
     body = fixture("v0.0.45", "ping")["body"]
     assert "pinged" not in body["pings"][0] and "mode" not in body["pings"][0]
     [ctl] = versions.controllers("v0.0.45", body)
-    assert (ctl.hostname, ctl.up, ctl.mode, ctl.status) == ("testbed", True, "primary", "No error")
+    assert (ctl.hostname, ctl.up, ctl.mode, ctl.status) == ("vm", True, "primary", "No error")
     [ctl] = versions.controllers("v0.0.45", fixture("v0.0.45", "ping_bad_token")["body"])
     assert not ctl.up and ctl.status == "Protocol authentication error"
     backup = {"pings": [{"hostname": "b", "responding": True, "primary": False}]}
@@ -418,7 +418,9 @@ def test_bare_delete_answers_are_those_of_v40_v41_from_24_11():
     bare = fixture("v0.0.41", "delete_unknown_bare")["body"]
     assert versions.delete_answer_is_bare("v0.0.41", bare)
     assert versions.delete_answer_is_bare("v0.0.40", {"errors": []}, "25.05.8")
-    assert not versions.delete_answer_is_bare("v0.0.41", fixture("v0.0.41", "delete_ok")["body"])
+    before_24_11 = fixture("v0.0.41", "delete_ok_24.05")["body"]
+    assert not versions.delete_answer_is_bare("v0.0.41", before_24_11)
+    assert versions.delete_answer_is_bare("v0.0.41", fixture("v0.0.41", "delete_ok")["body"])
     assert not versions.delete_answer_is_bare("v0.0.41", dict(bare, status=[]))
     assert not versions.delete_answer_is_bare("v0.0.42", bare)
     assert not versions.delete_answer_is_bare("v0.0.39", bare)
