@@ -12,10 +12,13 @@ from scrun_rest import fd_passing
 from scrun_rest.errors import UserError
 
 
-def open_for(console_socket):
-    """A raw pty; its master is sent to console_socket, the slave returned."""
+def open_for(console_socket, size=None):
+    """A raw pty; its master is sent to console_socket, the slave returned.
+    size: (rows, cols) it starts with (console_size)."""
     master, slave = pty.openpty()
     tty.setraw(slave)
+    if size:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(console_socket)
@@ -28,6 +31,17 @@ def open_for(console_socket):
         sock.close()
         os.close(master)
     return slave
+
+
+def console_size(process):
+    """(rows, cols) of an OCI process's consoleSize, or None. docker gives
+    its terminal's size there and resizes the pty only after start: without
+    it the container's first moments see a 0x0 terminal."""
+    size = (process or {}).get("consoleSize") or {}
+    rows, cols = size.get("height"), size.get("width")
+    if isinstance(rows, int) and isinstance(cols, int) and 0 < rows < 65536 and 0 < cols < 65536:
+        return rows, cols
+    return None
 
 
 def window_size(fd):

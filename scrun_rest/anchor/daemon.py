@@ -33,7 +33,8 @@ def fork_anchor(setup, console_socket):
         if setup.terminal:
             if not console_socket:
                 raise UserError("config.json asks for a terminal but no --console-socket was given")
-            slave = terminal.open_for(console_socket)
+            slave = terminal.open_for(console_socket, terminal.console_size(
+                (setup.config_doc or {}).get("process")))
             setup.stdio = {"tty": slave}
         else:
             setup.stdio = {"stdin": _readable_stdin(), "stdout": 1, "stderr": 2}

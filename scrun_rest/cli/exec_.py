@@ -47,7 +47,7 @@ def run(argv, globals_):
         console_socket = parsed.get("--console-socket")
         if not console_socket:
             raise UserError("exec --tty needs --console-socket")
-        slave = terminal.open_for(console_socket)
+        slave = terminal.open_for(console_socket, terminal.console_size(process))
         fds, window = [slave], terminal.window_size(slave)
     else:
         fds, window = [0, 1, 2], None

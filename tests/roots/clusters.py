@@ -120,16 +120,29 @@ def task_workdirs(release, uid=UID):
 
 def podman(release, *args, input=None, timeout=120):
     """Host podman (4.3) as the rootless test user, with the release's runtime."""
-    return as_user(["podman", "--runtime", runtime(release)] + list(args), input=input,
-                   timeout=timeout)
+    return as_user(podman_argv(release, *args), input=input, timeout=timeout)
+
+
+def podman_argv(release, *args):
+    return ["podman", "--runtime", runtime(release)] + list(args)
 
 
 def docker(release, *args, input=None, timeout=120):
     """Host docker (20.10) as root; `run` with the release's registered runtime."""
-    argv = ["/usr/bin/docker"] + list(args)
+    return subprocess.run(docker_argv(release, *args), input=input, capture_output=True,
+                          timeout=timeout, cwd="/tmp")
+
+
+def docker_argv(release, *args):
+    return ["/usr/bin/docker"] + with_runtime(args, docker_runtime(release))
+
+
+def with_runtime(args, runtime_name):
+    """docker's arguments, `run` given the runtime."""
+    args = list(args)
     if args and args[0] == "run":
-        argv[2:2] = ["--runtime", docker_runtime(release)]
-    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout, cwd="/tmp")
+        args[1:1] = ["--runtime", runtime_name]
+    return args
 
 
 def submit_host(release):
@@ -171,17 +184,23 @@ def on_submit_host(release, *argv, input=None, timeout=120, as_root=False):
 def root_podman(release, *args, input=None, timeout=120):
     """The root's own podman (5.4 on trixie, 5.8 on forky), rootless as the
     test user on the release's submit host, with its scrun-rest."""
-    return on_submit_host(release, "podman", "--runtime", submit_runtime(release), *args,
-                          input=input, timeout=timeout)
+    return on_submit_host(release, *root_podman_argv(release, *args)[1:], input=input,
+                          timeout=timeout)
+
+
+def root_podman_argv(release, *args):
+    return [submit_host(release), "podman", "--runtime", submit_runtime(release)] + list(args)
 
 
 def root_docker(release, *args, input=None, timeout=120):
     """The root's own docker (26.1 on trixie, 28.5 on forky) as root on the
     release's submit host; `run` with the scrun-rest its dockerd knows."""
-    argv = list(args)
-    if argv and argv[0] == "run":
-        argv[1:1] = ["--runtime", "scrun-rest"]
-    return on_submit_host(release, "docker", *argv, input=input, timeout=timeout, as_root=True)
+    return on_submit_host(release, *root_docker_argv(release, *args)[1:], input=input,
+                          timeout=timeout, as_root=True)
+
+
+def root_docker_argv(release, *args):
+    return [submit_host_root(release), "docker"] + with_runtime(args, "scrun-rest")
 
 
 def sees_root(pid, release):

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from . import clusters
-from e2e.testbed import version_of
+from e2e.testbed import user_command, version_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,12 +42,20 @@ class Engine:
             self.spool_root = (clusters.submit_spool_root(release) if podman
                                else clusters.submit_docker_state(release))
             self.run = clusters.root_podman if podman else clusters.root_docker
+            self.argv = clusters.root_podman_argv if podman else clusters.root_docker_argv
         else:
             self.spool_root = clusters.SPOOL_ROOT if podman else clusters.DOCKER_ROOT
             self.run = clusters.podman if podman else clusters.docker
+            self.argv = clusters.podman_argv if podman else clusters.docker_argv
 
     def __call__(self, *args, **kwargs):
         return self.run(self.release, *args, **kwargs)
+
+    def terminal_argv(self, *args):
+        """The command line to run on a pty (e2e.testbed.Terminal): this
+        host's podman exec'd as the test user, the others as they are."""
+        argv = self.argv(self.release, *args)
+        return user_command(argv) if self.name == "podman" and not self.on_root else argv
 
     def anchors(self, user):
         # Those of a submit host run pivoted into its root, this host's not:

@@ -5,9 +5,11 @@ fixture): the nodes share no filesystem with either, so every container's
 rootfs travels."""
 import hashlib
 import os
+import time
 
 from . import clusters
 from .clusters import IMAGE
+from e2e.testbed import Terminal
 
 RUN = ("run", "--rm", "--network=none")
 
@@ -68,3 +70,69 @@ def test_the_node_sees_none_of_this_hosts_files(release):
         assert not os.path.exists(node + path), path
     with open(node + "/etc/os-release") as handle:
         assert "VERSION_CODENAME=%s" % release in handle.read()
+
+
+def terminal_run(engine, *args, rows=24, cols=80):
+    """`run -it --rm` of args on a fresh pty of that size, named, so that
+    what a failed test left can go (killing the engine leaves --rm undone)."""
+    name = "scrun-matrix-tty-%d" % os.getpid()
+    term = Terminal(engine.terminal_argv("run", "-it", "--rm", "--network=none", "--name", name,
+                                         IMAGE, *args), rows=rows, cols=cols)
+    term.name = name
+    return term
+
+
+def close_terminal(engine, term):
+    term.close()
+    if engine("inspect", term.name).returncode == 0:
+        engine.remove(term.name)
+
+
+def printed(term, close):
+    """What the program on term printed, and its exit; close(term) after."""
+    try:
+        code = term.wait()
+        term.expect(r"\r\n$", 10)
+        return term.screen, code
+    finally:
+        close(term)
+
+
+def test_a_terminal_starts_with_the_callers_size(engine):
+    # podman and docker 23+ put the size in process.consoleSize (before, the
+    # pty stayed 0x0 until docker resized it after start); docker 20.10 puts
+    # none there and resizes only after start, as it does with runc.
+    seen = printed(terminal_run(engine, "stty", "size", rows=33, cols=99),
+                   lambda term: close_terminal(engine, term))
+    if engine.name == "docker" and not engine.on_root:
+        runc = Terminal(["/usr/bin/docker", "run", "-it", "--rm", "--network=none", IMAGE,
+                         "stty", "size"], rows=33, cols=99)
+        assert seen == printed(runc, Terminal.close)
+    else:
+        assert seen == (b"33 99\r\n", 0)
+
+
+def test_a_terminal_session_follows_a_resize(engine):
+    term = terminal_run(engine, "sh")
+    try:
+        term.expect("# ", 60)
+        term.type("until stty size | grep -q '^24 80$'; do sleep 0.1; done; echo sized\r")
+        term.expect(r"\nsized\r\n", 15)
+        term.resize(40, 120)
+        time.sleep(1)  # the window change travels: engine, runtime, tunnel, node
+        term.type("stty size; tty; exit 3\r")
+        term.expect(r"\n40 120\r\n/dev/pts/\d+\r\n")
+        assert term.wait() == 3
+    finally:
+        close_terminal(engine, term)
+
+
+def test_scrun_settings_reach_the_job(engine):
+    name = "matrix-%s-%d" % (engine.name, os.getpid())
+    result = engine(*RUN, "-e", "SCRUN_JOB_NAME=" + name, "-e", "SCRUN_TIMELIMIT=7", IMAGE,
+                    "sh", "-c", "echo $SLURM_JOB_ID $SLURM_JOB_NAME")
+    assert result.returncode == 0, result.stderr
+    job_id, seen_name = result.stdout.decode().split()
+    assert seen_name == name
+    shown = clusters.slurm(engine.release, "scontrol", "-o", "show", "job", job_id).stdout
+    assert "JobName=%s " % name in shown and "TimeLimit=00:07:00" in shown, shown
