@@ -263,7 +263,9 @@ def test_job_hits_its_time_limit(nothing_on_the_node):
     """EndTime=now makes slurmctld's next time-limit check (every 30 s) end it."""
     process, job_id = running_container_job()
     subprocess.run(["scontrol", "update", "jobid=%d" % job_id,
-                    "EndTime=" + time.strftime("%Y-%m-%dT%H:%M:%S")], check=True)
+                    # A second on: an EndTime before the job's start is refused.
+                    "EndTime=" + time.strftime("%Y-%m-%dT%H:%M:%S",
+                                               time.localtime(time.time() + 2))], check=True)
     code, out, err = finished(process, 60)
     ended = rest_job(job_id)["end_time"]
     assert time.time() - ended < 10, time.time() - ended

@@ -5,7 +5,6 @@ fixture): the nodes share no filesystem with either, so every container's
 rootfs travels."""
 import hashlib
 import os
-import time
 
 from . import clusters
 from .clusters import IMAGE
@@ -119,8 +118,9 @@ def test_a_terminal_session_follows_a_resize(engine):
         term.type("until stty size | grep -q '^24 80$'; do sleep 0.1; done; echo sized\r")
         term.expect(r"\nsized\r\n", 15)
         term.resize(40, 120)
-        time.sleep(1)  # the window change travels: engine, runtime, tunnel, node
-        term.type("stty size; tty; exit 3\r")
+        # The window change travels: engine, runtime, tunnel, node.
+        term.type("n=0; until stty size | grep -q '^40 120$' || [ $n -gt 100 ]; do "
+                  "sleep 0.1; n=$((n+1)); done; stty size; tty; exit 3\r")
         term.expect(r"\n40 120\r\n/dev/pts/\d+\r\n")
         assert term.wait() == 3
     finally:
