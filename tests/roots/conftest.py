@@ -107,23 +107,25 @@ def in_matrix(request, engine):
         else version_of(engine.name))))
 
 
-@pytest.fixture(params=["podman", "docker", "root-podman", "root-docker"])
-def engine(request, release, unavailable):
+def engine_for_test(request, release, unavailable):
+    """The engine of the fixture's param, in the matrix; checked for what
+    it left behind once the test is done."""
     require(request.param, release, unavailable)
     engine = Engine(request.param, release)
     in_matrix(request, engine)
     yield engine
     settled(engine)
+
+
+@pytest.fixture(params=["podman", "docker", "root-podman", "root-docker"])
+def engine(request, release, unavailable):
+    yield from engine_for_test(request, release, unavailable)
 
 
 @pytest.fixture(params=["root-podman", "root-docker"])
 def submit_engine(request, release, unavailable):
     """The root's own engines on its submit host only."""
-    require(request.param, release, unavailable)
-    engine = Engine(request.param, release)
-    in_matrix(request, engine)
-    yield engine
-    settled(engine)
+    yield from engine_for_test(request, release, unavailable)
 
 
 @pytest.fixture
